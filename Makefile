@@ -1,0 +1,42 @@
+# Entry points. `make demo` and `make test` work on a fresh Debian 12 machine:
+# both run `make setup` first (Debian packages, .venv, collections).
+SHELL := /bin/bash
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+PYTEST := .venv/bin/python -m pytest
+
+.PHONY: setup demo test test-unit test-e2e test-integration test-molecule lint bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+## Compile a generated sample library into every profile and serve it on 127.0.0.1.
+demo: setup
+	@bash scripts/demo.sh
+
+## Every test layer.
+test: setup
+	$(PYTEST) tests
+	@if [ -x scripts/molecule.sh ]; then bash scripts/molecule.sh; fi
+
+test-unit: setup
+	$(PYTEST) tests/unit
+
+test-e2e: setup
+	$(PYTEST) tests/e2e
+
+test-integration: setup
+	$(PYTEST) tests/integration
+
+test-molecule: setup
+	bash scripts/molecule.sh
+
+lint: setup
+	yamllint -s .
+	ansible-lint --profile production
+
+bench: setup
+	bash scripts/bench.sh
+
+clean:
+	rm -rf demo .tmp .pytest_cache

@@ -1,0 +1,46 @@
+"""Fixtures shared by every test layer."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto server per test session, on a free loopback port."""
+    from moto_harness import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server):
+    """A moto server emptied before the test."""
+    moto_server.reset()
+    return moto_server
+
+
+@pytest.fixture(scope="session")
+def world_readable_tmp() -> Path:
+    """A scratch directory other users (the `music` build user, rsync's nobody) can read.
+
+    pytest's own tmp_path lives under a 0700 directory.
+    """
+    base = ROOT / ".tmp"
+    base.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(base, 0o755)
+    return base
