@@ -1,0 +1,39 @@
+-- Rules of a music build, applied by tup to every index folder, once per variant (profile).
+-- The index files are written by music-build's scanner; see musicbuild/scan.py.
+-- Only the settings read here are part of the commands, so tup re-runs a profile's
+-- commands exactly when one of these settings changes.
+local profile = tup.getconfig('PROFILE')
+if profile == '' then
+  return
+end
+
+local track_args = ' --profile ' .. profile .. ' --codec ' .. tup.getconfig('CODEC')
+for _, setting in ipairs({'COMPRESSION_LEVEL', 'BITRATE', 'QUALITY'}) do
+  local value = tup.getconfig(setting)
+  if value ~= '' then
+    track_args = track_args .. ' --' .. setting:lower():gsub('_', '-') .. ' ' .. value
+  end
+end
+track_args = track_args .. ' --art ' .. tup.getconfig('ART') .. ' --art-max-size ' .. tup.getconfig('ART_MAX_SIZE')
+
+local suffix = '.' .. profile .. '.track'
+for _, spec in ipairs(tup.glob('*' .. suffix)) do
+  local key = spec:sub(1, #spec - #suffix)
+  tup.rule({key .. '.audio', key .. '.tags', spec},
+    '^ ' .. profile .. ': ' .. key .. '^ music-encode track' .. track_args ..
+      ' --audio ' .. key .. '.audio --tags ' .. key .. '.tags --track ' .. spec .. ' --receipt %o',
+    {key .. '.' .. profile .. '.done'})
+end
+
+local copy_suffix = '.' .. profile .. '.copy'
+for _, spec in ipairs(tup.glob('*' .. copy_suffix)) do
+  local key = spec:sub(1, #spec - #copy_suffix)
+  tup.rule({spec}, '^ ' .. profile .. ': copy ' .. key .. '^ music-encode copy --profile ' .. profile ..
+    ' --copy ' .. spec .. ' --receipt %o', {key .. '.' .. profile .. '.copied'})
+end
+
+local playlist = 'album.' .. profile .. '.m3u8'
+for _, spec in ipairs(tup.glob(playlist)) do
+  tup.rule({spec}, '^ ' .. profile .. ': playlist^ music-encode playlist --profile ' .. profile ..
+    ' --spec ' .. spec .. ' --receipt %o', {playlist .. '.done'})
+end

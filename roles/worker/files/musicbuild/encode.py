@@ -1,0 +1,209 @@
+"""How one output is made: called by the tup rules, one process per track and profile.
+
+`music-encode track` decides between re-encoding (the audio fingerprint or the codec
+settings changed) and re-tagging only (tags or cover art changed), from a small state
+record kept beside the build. Every output is written to a temporary file on the same
+filesystem and renamed into place, so readers never see a partial file.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from . import tags
+
+def journal(music_dir: str, **event) -> None:
+    """Append one event to the running build's journal (one short line, O_APPEND)."""
+    line = json.dumps(event, ensure_ascii=False) + "\n"
+    fd = os.open(os.path.join(music_dir, "journal.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode("utf-8", "surrogateescape"))
+    finally:
+        os.close(fd)
+
+
+def encoder_command(codec: str, settings: dict, out: str) -> list[str]:
+    if codec == "flac":
+        return ["flac", f"-{settings['compression_level']}", "--silent", "--force", "-o", out, "-"]
+    if codec == "opus":
+        return ["opusenc", "--quiet", "--bitrate", str(settings["bitrate"]), "-", out]
+    if codec == "mp3":
+        if settings.get("bitrate"):
+            return ["lame", "--quiet", "--cbr", "-b", str(settings["bitrate"]), "-", out]
+        return ["lame", "--quiet", "-V", str(settings["quality"]), "-", out]
+    if codec == "vorbis":
+        if settings.get("bitrate"):
+            return ["oggenc", "--quiet", "-b", str(settings["bitrate"]), "-o", out, "-"]
+        return ["oggenc", "--quiet", "-q", str(settings["quality"]), "-o", out, "-"]
+    raise ValueError(f"unknown codec {codec}")
+
+
+def run_pipeline(src: str, codec: str, settings: dict, out: str) -> None:
+    """flac decode | encoder, failing with the decoder's or encoder's own words."""
+    decoder = subprocess.Popen(["flac", "--decode", "--stdout", "--silent", "--", src],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    encoder = subprocess.Popen(encoder_command(codec, settings, out), stdin=decoder.stdout,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    decoder.stdout.close()
+    enc_err = encoder.communicate()[1]
+    dec_err = decoder.stderr.read()
+    decoder.wait()
+    if decoder.returncode != 0:
+        raise tags.SourceError("FLAC decode failed: " + _last_line(dec_err, "decoder exited with %d" % decoder.returncode))
+    if encoder.returncode != 0:
+        raise RuntimeError(f"{codec} encoder failed: " + _last_line(enc_err, "exit %d" % encoder.returncode))
+
+
+def _last_line(data: bytes, default: str) -> str:
+    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else default
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha1()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True).encode("utf-8", "surrogateescape"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _read_json(path: str):
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        return json.load(fh)
+
+
+def _write_json(path: str, data) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        json.dump(data, fh, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def publish(tmp: str, dest: str) -> None:
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, dest)
+
+
+def cmd_track(args) -> int:
+    spec = _read_json(args.track)
+    audio = _read_json(args.audio)
+    tag_info = _read_json(args.tags)
+    profile, codec = args.profile, args.codec
+    settings = {"compression_level": args.compression_level, "bitrate": args.bitrate, "quality": args.quality}
+    music = spec["music"]
+    key = os.path.basename(args.track)[: -len(f".{profile}.track")]
+    state_path = os.path.join(music, "state", profile, os.path.basename(os.path.dirname(os.path.abspath(args.track))), key + ".json")
+    audio_key = _digest(audio, codec, settings)
+    tags_key = _digest(tag_info, codec, args.art, args.art_max_size)
+    try:
+        state = _read_json(state_path)
+    except (OSError, ValueError):
+        state = {}
+    dest = spec["dest"]
+    tmpdir = os.path.join(music, "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    tmp = os.path.join(tmpdir, f"{profile}.{key}.{os.getpid()}{os.path.splitext(dest)[1]}")
+    try:
+        art = None
+        if args.art == "y":
+            art = tags.load_art(spec["src"], spec.get("cover"), args.art_max_size)
+        reencode = state.get("audio_key") != audio_key or state.get("dest") != dest or not os.path.exists(dest)
+        if reencode:
+            journal(music, profile=profile, event="encoder", source=spec["source"])
+            run_pipeline(spec["src"], codec, settings, tmp)
+            tags.write_tags(tmp, codec, tag_info["tags"], art)
+            publish(tmp, dest)
+            event = "encoded"
+        elif state.get("tags_key") != tags_key:
+            shutil.copyfile(dest, tmp)
+            tags.write_tags(tmp, codec, tag_info["tags"], art)
+            publish(tmp, dest)
+            event = "retagged"
+        else:
+            event = "unchanged"
+        _write_json(state_path, {"audio_key": audio_key, "tags_key": tags_key, "dest": dest,
+                                 "source": spec["source"]})
+    except Exception as exc:  # one track fails alone; the reason goes to the report
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        reason = str(exc) if isinstance(exc, (tags.SourceError, RuntimeError)) else f"{type(exc).__name__}: {exc}"
+        journal(music, profile=profile, event="failed", source=spec["source"], reason=reason)
+        print(f"music-encode: {profile}: {spec['source']}: {reason}", file=sys.stderr)
+        return 1
+    journal(music, profile=profile, event=event, source=spec["source"])
+    with open(args.receipt, "w", encoding="utf-8") as fh:
+        fh.write(f"{event} {time.time():.0f}\n")
+    return 0
+
+
+def cmd_copy(args) -> int:
+    spec = _read_json(args.copy)
+    music = spec["music"]
+    tmpdir = os.path.join(music, "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    tmp = os.path.join(tmpdir, f"{args.profile}.copy.{os.getpid()}")
+    try:
+        shutil.copyfile(spec["src"], tmp)
+        publish(tmp, spec["dest"])
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        journal(music, profile=args.profile, event="failed", source=spec["source"], reason=f"copy failed: {exc.strerror}")
+        return 1
+    journal(music, profile=args.profile, event="copied", source=spec["source"])
+    with open(args.receipt, "w", encoding="utf-8") as fh:
+        fh.write("copied\n")
+    return 0
+
+
+def cmd_playlist(args) -> int:
+    spec = _read_json(args.spec)
+    music = spec["music"]
+    lines = ["#EXTM3U"]
+    for path, secs, label in spec["entries"]:
+        lines.append(f"#EXTINF:{secs},{label}")
+        lines.append(path)
+    tmpdir = os.path.join(music, "tmp")
+    os.makedirs(tmpdir, exist_ok=True)
+    tmp = os.path.join(tmpdir, f"{args.profile}.m3u8.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write("\n".join(lines) + "\n")
+    publish(tmp, spec["dest"])
+    with open(args.receipt, "w", encoding="utf-8") as fh:
+        fh.write("written\n")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="music-encode", description="Make one output of a music build (run by tup).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("track", help="encode or re-tag one track for one profile")
+    t.add_argument("--profile", required=True)
+    t.add_argument("--codec", required=True, choices=["flac", "opus", "mp3", "vorbis"])
+    t.add_argument("--compression-level", type=int)
+    t.add_argument("--bitrate", type=int)
+    t.add_argument("--quality", type=int)
+    t.add_argument("--art", choices=["y", "n"], default="y")
+    t.add_argument("--art-max-size", type=int, default=0)
+    t.add_argument("--audio", required=True)
+    t.add_argument("--tags", required=True)
+    t.add_argument("--track", required=True)
+    t.add_argument("--receipt", required=True)
+    c = sub.add_parser("copy", help="copy one extra file into a profile")
+    c.add_argument("--profile", required=True)
+    c.add_argument("--copy", required=True)
+    c.add_argument("--receipt", required=True)
+    p = sub.add_parser("playlist", help="write one album playlist")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--spec", required=True)
+    p.add_argument("--receipt", required=True)
+    args = parser.parse_args(argv)
+    return {"track": cmd_track, "copy": cmd_copy, "playlist": cmd_playlist}[args.command](args)

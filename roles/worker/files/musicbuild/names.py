@@ -1,0 +1,174 @@
+"""Output names: index keys that are safe for tup, and FAT32/car-stereo-safe paths.
+
+Pure functions, no I/O.
+"""
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import unicodedata
+
+# FAT32 long file names refuse these; control characters too.
+FAT32_FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)} | {"\x7f"}
+DOS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
+# Many car stereos show or accept at most 64 characters of a name; Windows paths stop at 260
+# (drive and root included), so whole relative paths stay within 240.
+FAT32_MAX_COMPONENT = 64
+FAT32_MAX_PATH = 240
+MIN_STEM = 8
+
+
+def digest(text: str, length: int = 10) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:length]
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """ASCII letters, digits, '_' and '-' only: safe in tup rules and shell words."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", ascii_text).strip("_")
+    return (cleaned[:limit].rstrip("_") or "x")
+
+
+def index_key(relpath: str) -> str:
+    """Stable, tup-safe key of a source path: readable slug plus a hash of the exact path."""
+    stem = posixpath.splitext(posixpath.basename(relpath))[0] if relpath else "root"
+    return f"{slug(stem)}-{digest(relpath)}"
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _cut(text: str, units: int) -> str:
+    """The longest prefix of `text` within `units` UTF-16 code units."""
+    out = []
+    used = 0
+    for ch in text:
+        n = utf16_len(ch)
+        if used + n > units:
+            break
+        out.append(ch)
+        used += n
+    return "".join(out)
+
+
+def split_ext(name: str) -> tuple[str, str]:
+    stem, ext = posixpath.splitext(name)
+    if not stem:  # ".hidden" has no extension
+        return name, ""
+    return stem, ext
+
+
+def fat32_component(name: str, limit: int = FAT32_MAX_COMPONENT) -> str:
+    """One path component made safe for FAT32 and car stereos."""
+    name = unicodedata.normalize("NFC", name)
+    name = "".join("_" if ch in FAT32_FORBIDDEN or unicodedata.category(ch) == "Cs" else ch for ch in name)
+    name = name.strip(" ").rstrip(". ")
+    if not name:
+        name = "_"
+    stem, ext = split_ext(name)
+    if stem.split(".")[0].upper() in DOS_DEVICES:
+        stem = "_" + stem
+    ext = _cut(ext, 16)
+    if utf16_len(stem + ext) > limit:
+        stem = _cut(stem, max(1, limit - utf16_len(ext))).rstrip(". ")
+        if not stem:
+            stem = "_"
+    return stem + ext
+
+
+def fat32_path(relpath: str, max_component: int = FAT32_MAX_COMPONENT, max_path: int = FAT32_MAX_PATH) -> str:
+    """A relative path made of FAT32-safe components and within the whole-path limit."""
+    parts = [fat32_component(p, max_component) for p in relpath.split("/") if p not in ("", ".", "..")]
+    if not parts:
+        return "_"
+    while utf16_len("/".join(parts)) > max_path:
+        excess = utf16_len("/".join(parts)) - max_path
+        # Shorten the file's stem first, then the longest folder name.
+        stem, ext = split_ext(parts[-1])
+        if utf16_len(stem) > MIN_STEM:
+            keep = max(MIN_STEM, utf16_len(stem) - excess)
+            parts[-1] = (_cut(stem, keep).rstrip(". ") or "_") + ext
+            continue
+        longest = max(range(len(parts) - 1), key=lambda i: utf16_len(parts[i]), default=None)
+        if longest is None or utf16_len(parts[longest]) <= MIN_STEM:
+            break
+        keep = max(MIN_STEM, utf16_len(parts[longest]) - excess)
+        parts[longest] = _cut(parts[longest], keep).rstrip(". ") or "_"
+    return "/".join(parts)
+
+
+def is_fat32_safe(relpath: str, max_component: int = FAT32_MAX_COMPONENT, max_path: int = FAT32_MAX_PATH) -> bool:
+    """What `fat32_path` promises, checked independently (used by tests and as a guard)."""
+    if utf16_len(relpath) > max_path:
+        return False
+    for part in relpath.split("/"):
+        if not part or part in (".", ".."):
+            return False
+        if any(ch in FAT32_FORBIDDEN for ch in part):
+            return False
+        if part != part.rstrip(". ") or utf16_len(part) > max_component:
+            return False
+        if split_ext(part)[0].split(".")[0].upper() in DOS_DEVICES:
+            return False
+    return True
+
+
+def with_suffix_number(relpath: str, number: int, fat32: bool) -> str:
+    """'a/b/Song.mp3' -> 'a/b/Song (2).mp3', kept within the FAT32 limits when asked."""
+    head, name = posixpath.split(relpath)
+    stem, ext = split_ext(name)
+    suffix = f" ({number})"
+    if fat32:
+        room = min(FAT32_MAX_COMPONENT, FAT32_MAX_PATH - utf16_len(head) - 1) - utf16_len(ext + suffix)
+        stem = _cut(stem, max(1, room)).rstrip(". ") or "_"
+    return posixpath.join(head, stem + suffix + ext)
+
+
+def desired_dest(relpath: str, new_ext: str | None, fat32: bool) -> str:
+    """Where one source lands in a profile's tree, before collisions are resolved."""
+    if new_ext is not None:
+        stem, _ = split_ext(relpath)
+        relpath = f"{stem}.{new_ext}"
+    return fat32_path(relpath) if fat32 else relpath
+
+
+def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], fat32: bool) -> dict[str, str]:
+    """Give every key a distinct destination.
+
+    `wanted` maps key -> desired relative destination. `previous` maps key ->
+    (desired, assigned) from the last build: a key whose desired name did not change
+    keeps what it had, so adding a file never renames another one's output.
+    On FAT32 names compare case-insensitively and folders that differ only in case
+    are merged under the first spelling.
+    """
+    fold = (lambda s: s.casefold()) if fat32 else (lambda s: s)
+    taken: set[str] = set()
+    folders: dict[str, str] = {}
+    result: dict[str, str] = {}
+
+    def canonical_folders(path: str) -> str:
+        if not fat32:
+            return path
+        parts = path.split("/")
+        for i in range(len(parts) - 1):
+            prefix = "/".join(parts[: i + 1])
+            canon = folders.setdefault(fold(prefix), prefix)
+            parts[: i + 1] = canon.split("/")
+        return "/".join(parts)
+
+    order = sorted(wanted, key=lambda k: (previous.get(k, (None,))[0] != wanted[k], wanted[k], k))
+    for key in order:
+        desired = canonical_folders(wanted[key])
+        old = previous.get(key)
+        candidate = old[1] if old and old[0] == wanted[key] else desired
+        if fat32:
+            candidate = canonical_folders(candidate)
+        number = 1
+        while fold(candidate) in taken:
+            number += 1
+            candidate = with_suffix_number(desired, number, fat32)
+        taken.add(fold(candidate))
+        result[key] = candidate
+    return result

@@ -1,0 +1,262 @@
+"""The scanner: mirrors the sources into tup's tree as small, content-stable index files.
+
+For every source folder it keeps a folder `index/<dirkey>/` in the tup tree holding
+    <key>.audio           audio fingerprint (STREAMINFO MD5, format, length)
+    <key>.tags            every tag and the digest of the cover art the track gets
+    <key>.<P>.track       source and destination of the track in profile P
+    <key>.<P>.copy        an extra file copied into profile P
+    album.<P>.m3u8        the album playlist of profile P
+A file is rewritten only when its content changes, so tup re-runs exactly the commands
+whose inputs changed: a tag edit changes `.tags` but not `.audio`, so the track is
+re-tagged, not re-encoded. Sources are only stat()ed unless their size or mtime changed.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+from dataclasses import dataclass, field
+
+from music_profile import EXTENSIONS
+
+from . import names, tags
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class ScanResult:
+    tracks: list[str] = field(default_factory=list)          # relpaths of usable tracks
+    failed: list[dict] = field(default_factory=list)         # {"source", "reason"}
+    expected: dict[str, set[str]] = field(default_factory=dict)  # profile -> dest relpaths kept
+    track_dests: dict[str, dict[str, str]] = field(default_factory=dict)  # profile -> relpath -> dest
+    index_changes: int = 0
+
+
+def _json(data) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=None, separators=(",", ":")) + "\n"
+
+
+def write_if_changed(path: str, content: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            if fh.read() == content:
+                return False
+    except FileNotFoundError:
+        pass
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        fh.write(content)
+    os.replace(tmp, path)
+    return True
+
+
+def walk_sources(sources: str):
+    """(folder relpath, [file names]) for every folder, hidden entries skipped, sorted."""
+    for top, dirs, files in os.walk(sources, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        rel = os.path.relpath(top, sources)
+        rel = "" if rel == "." else rel.replace(os.sep, "/")
+        yield rel, sorted(f for f in files if not f.startswith("."))
+
+
+def is_track(name: str) -> bool:
+    return name.lower().endswith(".flac")
+
+
+def load_cache(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            data = json.load(fh)
+        if data.get("version") == CACHE_VERSION:
+            return data
+    except (OSError, ValueError):
+        pass
+    return {"version": CACHE_VERSION, "sources": {}, "dests": {}}
+
+
+def save_cache(path: str, cache: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+        json.dump(cache, fh, ensure_ascii=False, separators=(",", ":"))
+    os.replace(tmp, path)
+
+
+def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], cache_path: str,
+         log=lambda msg: None) -> ScanResult:
+    result = ScanResult()
+    music_dir = os.path.join(builds, ".music")
+    cache = load_cache(cache_path)
+    old_sources = cache["sources"]
+    new_sources: dict[str, dict] = {}
+    folders: list[tuple[str, list[str], list[str], str | None]] = []  # rel, tracks, others, cover
+
+    # 1. What is there, read only where size or mtime changed.
+    for rel_dir, files in walk_sources(sources):
+        track_names = [f for f in files if is_track(f)]
+        others = [f for f in files if not is_track(f)]
+        cover = tags.find_cover_file(others)
+        cover_sig = None
+        if cover:
+            st = os.stat(os.path.join(sources, rel_dir, cover))
+            cover_sig = [st.st_size, st.st_mtime_ns]
+        good = []
+        for name in track_names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            path = os.path.join(sources, rel)
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                result.failed.append({"source": rel, "reason": f"cannot stat: {exc.strerror}"})
+                continue
+            sig = [st.st_size, st.st_mtime_ns]
+            entry = old_sources.get(rel)
+            if not entry or entry.get("sig") != sig:
+                try:
+                    info = tags.read_source(path)
+                    entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
+                             "embedded_art": info["embedded_art"], "length": info["length"]}
+                except tags.SourceError as exc:
+                    entry = {"sig": sig, "error": str(exc)}
+            entry = dict(entry)
+            entry["cover"] = cover_sig
+            new_sources[rel] = entry
+            if "error" in entry:
+                result.failed.append({"source": rel, "reason": entry["error"]})
+            else:
+                good.append(name)
+                result.tracks.append(rel)
+        if track_names or others:
+            folders.append((rel_dir, good, others, cover))
+
+    # 2. Destinations per profile, stable across builds.
+    wanted: dict[str, dict[str, str]] = {p: {} for p in profiles}
+    kinds: dict[str, str] = {}
+    for rel_dir, good, others, cover in folders:
+        for name in good:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            kinds[rel] = "track"
+            for p, prof in profiles.items():
+                wanted[p][rel] = names.desired_dest(rel, EXTENSIONS[prof["codec"]], prof["fat32_names"])
+        for name in others:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            for p, prof in profiles.items():
+                if any(fnmatch.fnmatch(name.lower(), pat.lower()) for pat in prof["extra_files"]):
+                    kinds[rel] = "copy"
+                    wanted[p][rel] = names.desired_dest(rel, None, prof["fat32_names"])
+    # A failed track keeps whatever its last good build produced.
+    failed_with_output = {f["source"] for f in result.failed}
+    dests: dict[str, dict[str, str]] = {}
+    old_dests = cache.get("dests", {})
+    for p, prof in profiles.items():
+        prev = {k: tuple(v) for k, v in old_dests.get(p, {}).items()}
+        for rel in failed_with_output:
+            if rel in prev:
+                wanted[p][rel] = prev[rel][0]
+        dests[p] = names.assign_dests(wanted[p], prev, prof["fat32_names"])
+    cache["dests"] = {p: {rel: [wanted[p][rel], d] for rel, d in dests[p].items()} for p in profiles}
+
+    # 3. Index files, written only when their content changes.
+    index = os.path.join(tup_root, "index")
+    os.makedirs(index, exist_ok=True)
+    keep_dirs: dict[str, set[str]] = {}
+    for rel_dir, good, others, cover in folders:
+        dkey = names.index_key(rel_dir or "(top)")
+        keep = keep_dirs.setdefault(dkey, set())
+        dpath = os.path.join(index, dkey)
+        os.makedirs(dpath, exist_ok=True)
+
+        def put(fname: str, content: str) -> None:
+            keep.add(fname)
+            if write_if_changed(os.path.join(dpath, fname), content):
+                result.index_changes += 1
+
+        cover_path = os.path.join(sources, rel_dir, cover) if cover else None
+        for name in good:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            entry = new_sources[rel]
+            key = names.index_key(rel)
+            src = os.path.join(sources, rel)
+            art = {"embedded": entry["embedded_art"]} if entry["embedded_art"] else {
+                "file": cover, "sig": entry["cover"]} if cover else None
+            put(f"{key}.audio", _json(entry["audio"]))
+            put(f"{key}.tags", _json({"tags": entry["tags"], "art": art}))
+            for p in profiles:
+                dest = os.path.join(builds, p, dests[p][rel])
+                put(f"{key}.{p}.track", _json({"source": rel, "src": src, "dest": dest,
+                                               "cover": cover_path, "music": music_dir}))
+        for name in others:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            key = names.index_key(rel)
+            sig = None
+            for p in profiles:
+                if rel in dests[p]:
+                    if sig is None:
+                        st = os.stat(os.path.join(sources, rel))
+                        sig = [st.st_size, st.st_mtime_ns]
+                    put(f"{key}.{p}.copy", _json({"source": rel, "src": os.path.join(sources, rel),
+                                                  "dest": os.path.join(builds, p, dests[p][rel]),
+                                                  "sig": sig, "music": music_dir}))
+        for p, prof in profiles.items():
+            if not prof["playlists"] or not good:
+                continue
+            put(f"album.{p}.m3u8", _json(playlist_spec(rel_dir, good, new_sources, dests[p], builds, p, prof)))
+
+    # 4. Forget what is gone.
+    for dkey in os.listdir(index):
+        dpath = os.path.join(index, dkey)
+        if not os.path.isdir(dpath):
+            continue
+        keep = keep_dirs.get(dkey, set())
+        for fname in os.listdir(dpath):
+            if fname not in keep:
+                os.unlink(os.path.join(dpath, fname))
+                result.index_changes += 1
+        if not keep:
+            os.rmdir(dpath)
+
+    # 5. What each profile's tree must hold after the build.
+    for p, prof in profiles.items():
+        expected = set(dests[p].values())
+        for rel_dir, good, others, cover in folders:
+            if prof["playlists"] and good:
+                spec = playlist_spec(rel_dir, good, new_sources, dests[p], builds, p, prof)
+                expected.add(os.path.relpath(spec["dest"], os.path.join(builds, p)))
+        result.expected[p] = expected
+        result.track_dests[p] = {rel: dests[p][rel] for rel in result.tracks + [f["source"] for f in result.failed] if rel in dests[p]}
+
+    cache["sources"] = new_sources
+    save_cache(cache_path, cache)
+    return result
+
+
+def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str, str], builds: str,
+                  profile: str, prof: dict) -> dict:
+    """Where the album playlist goes and its entries, in disc and track order."""
+    def number(values, default=0):
+        try:
+            return int(str(values[0]).split("/")[0])
+        except (IndexError, ValueError):
+            return default
+
+    entries = []
+    for name in good:
+        rel = f"{rel_dir}/{name}" if rel_dir else name
+        entry = sources[rel]
+        t = tags.tag_dict(entry["tags"])
+        order = (number(t.get("DISCNUMBER", [])), number(t.get("TRACKNUMBER", [])), name)
+        title = " / ".join(t.get("TITLE", [])) or os.path.splitext(name)[0]
+        artist = " / ".join(t.get("ARTIST", []))
+        entries.append((order, dests[rel], round(entry["length"]), f"{artist} - {title}" if artist else title))
+    entries.sort()
+    folder = os.path.dirname(entries[0][1])
+    album_name = os.path.basename(rel_dir) or "playlist"
+    playlist = f"{album_name}.m3u8"
+    if prof["fat32_names"]:
+        playlist = names.fat32_component(playlist)
+    dest_rel = f"{folder}/{playlist}" if folder else playlist
+    return {
+        "music": os.path.join(builds, ".music"),
+        "dest": os.path.join(builds, profile, dest_rel),
+        "entries": [[os.path.relpath(d, folder or "."), secs, label] for _, d, secs, label in entries],
+    }
