@@ -55,7 +55,7 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str) -> None:
     dec_err = decoder.stderr.read()
     decoder.wait()
     if decoder.returncode != 0:
-        raise tags.SourceError("FLAC decode failed: " + _last_line(dec_err, "decoder exited with %d" % decoder.returncode))
+        raise tags.SourceError("FLAC decode failed (truncated or damaged audio): " + _last_line(dec_err, "decoder exited with %d" % decoder.returncode))
     if encoder.returncode != 0:
         raise RuntimeError(f"{codec} encoder failed: " + _last_line(enc_err, "exit %d" % encoder.returncode))
 
@@ -116,6 +116,9 @@ def cmd_track(args) -> int:
         if args.art == "y":
             art = tags.load_art(spec["src"], spec.get("cover"), args.art_max_size)
         reencode = state.get("audio_key") != audio_key or state.get("dest") != dest or not os.path.exists(dest)
+        if reencode and state.get("bad_audio_key") == audio_key:
+            # The same audio failed to decode last time: report it again without re-running.
+            raise tags.SourceError(state["bad_reason"])
         if reencode:
             journal(music, profile=profile, event="encoder", source=spec["source"])
             run_pipeline(spec["src"], codec, settings, tmp)
@@ -135,6 +138,9 @@ def cmd_track(args) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
         reason = str(exc) if isinstance(exc, (tags.SourceError, RuntimeError)) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, tags.SourceError):
+            state.update(bad_audio_key=audio_key, bad_reason=reason)
+            _write_json(state_path, state)
         journal(music, profile=profile, event="failed", source=spec["source"], reason=reason)
         print(f"music-encode: {profile}: {spec['source']}: {reason}", file=sys.stderr)
         return 1
