@@ -1,0 +1,169 @@
+"""The encode program on its own: tag mapping, art, sources it refuses, encode-or-retag."""
+import io
+import json
+import re
+import os
+import shutil
+import subprocess
+
+import mutagen
+import pytest
+from mutagen.flac import FLAC
+from mutagen.id3 import ID3
+from mutagen.mp3 import BitrateMode
+from PIL import Image
+
+from musicbuild import encode, tags
+from sample_library import make_image, synth_flac, tag_track
+
+
+@pytest.fixture
+def flac_file(tmp_path):
+    path = tmp_path / "src" / "01 One.flac"
+    path.parent.mkdir()
+    synth_flac(str(path), 1.0, 3)
+    tag_track(str(path), {
+        "TITLE": "One", "ARTIST": ["A", "B"], "ALBUM": "Al", "TRACKNUMBER": "1", "TRACKTOTAL": "9",
+        "DISCNUMBER": "2", "DISCTOTAL": "3", "DATE": "2001-02-03", "MUSICBRAINZ_TRACKID": "abc-123",
+        "MUSICBRAINZ_ALBUMID": "alb-1", "REPLAYGAIN_TRACK_GAIN": "-7.50 dB", "REPLAYGAIN_ALBUM_GAIN": "+1.00 dB",
+        "COMMENT": "hi", "CUSTOMTHING": ["x", "y"],
+    }, make_image(1000, 1, "PNG"))
+    return path
+
+
+def test_id3_mapping_carries_every_tag(flac_file):
+    pairs = tags.read_source(str(flac_file))["tags"]
+    frames = {f.HashKey: f for f in tags.id3_frames(pairs)}
+    assert frames["TIT2"].text == ["One"]
+    assert frames["TPE1"].text == ["A", "B"]
+    assert frames["TRCK"].text == ["1/9"] and frames["TPOS"].text == ["2/3"]
+    assert str(frames["TDRC"].text[0]) == "2001-02-03"
+    assert frames["UFID:http://musicbrainz.org"].data == b"abc-123"
+    assert frames["TXXX:MusicBrainz Album Id"].text == ["alb-1"]
+    assert frames["TXXX:REPLAYGAIN_TRACK_GAIN"].text == ["-7.50 dB"]
+    assert frames["TXXX:CUSTOMTHING"].text == ["x", "y"]
+    assert frames["COMM::eng"].text == ["hi"]
+
+
+def test_opus_gets_r128_instead_of_replaygain(flac_file):
+    pairs = tags.read_source(str(flac_file))["tags"]
+    out = dict(tags.vorbis_pairs_for("opus", pairs))
+    assert "REPLAYGAIN_TRACK_GAIN" not in out
+    assert out["R128_TRACK_GAIN"] == str(round((-7.5 - 5) * 256))
+    assert out["R128_ALBUM_GAIN"] == str(round((1.0 - 5) * 256))
+    assert dict(tags.vorbis_pairs_for("vorbis", pairs))["REPLAYGAIN_TRACK_GAIN"] == "-7.50 dB"
+
+
+def test_art_is_scaled_to_the_profile_limit(flac_file):
+    art = tags.load_art(str(flac_file), None, 300)
+    img = Image.open(io.BytesIO(art.data))
+    assert max(img.size) == 300 and art.mime == "image/jpeg"
+    unscaled = tags.load_art(str(flac_file), None, 0)
+    assert Image.open(io.BytesIO(unscaled.data)).size == (1000, 1000)
+
+
+def test_folder_cover_used_when_nothing_is_embedded(tmp_path):
+    path = tmp_path / "t.flac"
+    synth_flac(str(path), 0.5, 1)
+    cover = tmp_path / "Folder.JPG"
+    cover.write_bytes(make_image(640, 2))
+    assert tags.find_cover_file(["a.log", "Folder.JPG"]) == "Folder.JPG"
+    art = tags.load_art(str(path), str(cover), 500)
+    assert Image.open(io.BytesIO(art.data)).size == (500, 500)
+    assert tags.load_art(str(path), None, 500) is None
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file (0 bytes)"),
+    (b"hello, I am text\n", "not a FLAC file"),
+])
+def test_unusable_sources_say_why(tmp_path, content, reason):
+    path = tmp_path / "bad.flac"
+    path.write_bytes(content)
+    with pytest.raises(tags.SourceError, match=re.escape(reason)):
+        tags.read_source(str(path))
+
+
+def test_fingerprint_ignores_tags_but_not_audio(flac_file, tmp_path):
+    before = tags.read_source(str(flac_file))["audio"]
+    subprocess.run(["metaflac", "--set-tag=TITLE=Renamed", str(flac_file)], check=True)
+    assert tags.read_source(str(flac_file))["audio"] == before
+    other = tmp_path / "other.flac"
+    synth_flac(str(other), 1.0, 4)
+    assert tags.read_source(str(other))["audio"]["md5"] != before["md5"]
+
+
+def _spec_files(tmp_path, src, codec="mp3"):
+    builds = tmp_path / "builds"
+    (builds / ".music").mkdir(parents=True, exist_ok=True)
+    index = tmp_path / "index" / "dir"
+    index.mkdir(parents=True, exist_ok=True)
+    info = tags.read_source(str(src))
+    (index / "k.audio").write_text(json.dumps(info["audio"]))
+    (index / "k.tags").write_text(json.dumps({"tags": info["tags"], "art": None}))
+    dest = builds / "car" / "x.mp3"
+    (index / "k.car.track").write_text(json.dumps({
+        "source": "x.flac", "src": str(src), "dest": str(dest), "cover": None, "music": str(builds / ".music")}))
+    return index, dest, builds
+
+
+def _run_track(index, art="y"):
+    return encode.main(["track", "--profile", "car", "--codec", "mp3", "--quality", "2", "--art", art,
+                        "--art-max-size", "200", "--audio", str(index / "k.audio"), "--tags", str(index / "k.tags"),
+                        "--track", str(index / "k.car.track"), "--receipt", str(index / "k.car.done")])
+
+
+def _events(builds):
+    return [json.loads(line)["event"] for line in (builds / ".music" / "journal.jsonl").read_text().splitlines()]
+
+
+def test_track_encodes_then_retags_without_encoding(flac_file, tmp_path):
+    index, dest, builds = _spec_files(tmp_path, flac_file)
+    assert _run_track(index) == 0
+    assert _events(builds) == ["encoder", "encoded"]
+    mp3 = mutagen.File(dest)
+    assert mp3.info.bitrate_mode == BitrateMode.VBR and ID3(dest)["TIT2"].text == ["One"]
+    assert max(Image.open(io.BytesIO(ID3(dest).getall("APIC")[0].data)).size) == 200
+    # Same inputs: nothing to do.
+    assert _run_track(index) == 0 and _events(builds)[-1] == "unchanged"
+    # New tags only: re-tagged in place of re-encoding.
+    data = json.loads((index / "k.tags").read_text())
+    data["tags"] = [[k, "Two" if k == "TITLE" else v] for k, v in data["tags"]]
+    (index / "k.tags").write_text(json.dumps(data))
+    assert _run_track(index) == 0
+    assert _events(builds)[-1] == "retagged" and _events(builds).count("encoder") == 1
+    assert ID3(dest)["TIT2"].text == ["Two"]
+    # Art turned off is a tag change too.
+    assert _run_track(index, art="n") == 0 and not ID3(dest).getall("APIC")
+    assert _events(builds).count("encoder") == 1
+
+
+def test_truncated_source_fails_alone_and_leaves_no_file(flac_file, tmp_path):
+    truncated = tmp_path / "trunc.flac"
+    truncated.write_bytes(flac_file.read_bytes()[: flac_file.stat().st_size // 2])
+    index, dest, builds = _spec_files(tmp_path, truncated)
+    assert _run_track(index) == 1
+    assert not dest.exists() and not os.listdir(builds / ".music" / "tmp")
+    events = [json.loads(l) for l in (builds / ".music" / "journal.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "failed" and "truncated or damaged" in events[-1]["reason"]
+    # Unchanged bad audio is reported again without running the encoder again.
+    assert _run_track(index) == 1
+    assert [e["event"] for e in events].count("encoder") == 1
+    assert _events(builds).count("encoder") == 1
+
+
+@pytest.mark.parametrize("codec, settings, check", [
+    ("flac", {"compression_level": 8}, lambda f: f.info.bits_per_sample == 16),
+    ("opus", {"bitrate": 64}, lambda f: f.info.channels == 2),
+    ("vorbis", {"quality": 3}, lambda f: f.info.sample_rate == 44100),
+    ("mp3", {"bitrate": 320}, lambda f: abs(f.info.bitrate - 320000) < 2000 and f.info.bitrate_mode == BitrateMode.CBR),
+])
+def test_every_codec_pipeline(flac_file, tmp_path, codec, settings, check):
+    out = tmp_path / f"out.{codec}"
+    full = {"compression_level": None, "bitrate": None, "quality": None, **settings}
+    encode.run_pipeline(str(flac_file), codec, full, str(out))
+    pairs = tags.read_source(str(flac_file))["tags"]
+    tags.write_tags(str(out), codec, pairs, tags.load_art(str(flac_file), None, 100))
+    f = mutagen.File(out)
+    assert check(f)
+    assert abs(f.info.length - 1.0) < 0.05
