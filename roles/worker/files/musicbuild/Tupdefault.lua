@@ -31,9 +31,3 @@ for _, spec in ipairs(tup.glob('*' .. copy_suffix)) do
   tup.rule({spec}, '^ ' .. profile .. ': copy ' .. key .. '^ music-encode copy --profile ' .. profile ..
     ' --copy ' .. spec .. ' --receipt %o', {key .. '.' .. profile .. '.copied'})
 end
-
-local playlist = 'album.' .. profile .. '.m3u8'
-for _, spec in ipairs(tup.glob(playlist)) do
-  tup.rule({spec}, '^ ' .. profile .. ': playlist^ music-encode playlist --profile ' .. profile ..
-    ' --spec ' .. spec .. ' --receipt %o', {playlist .. '.done'})
-end

@@ -110,6 +110,20 @@ def prune(tree: str, expected: set[str]) -> int:
     return removed
 
 
+def write_playlists(specs: list[dict], tree: str, expected: set[str]) -> None:
+    """One m3u8 per album, listing the tracks of the album that are in the tree, in order."""
+    for spec in specs:
+        folder = os.path.dirname(spec["dest"])
+        lines = ["#EXTM3U"]
+        for path, secs, label in spec["entries"]:
+            if os.path.isfile(os.path.join(folder, path)):
+                lines += [f"#EXTINF:{secs},{label}", path]
+        if len(lines) == 1:
+            continue
+        scan.write_if_changed(spec["dest"], "\n".join(lines) + "\n")
+        expected.add(os.path.relpath(spec["dest"], tree))
+
+
 def build(sources: str, builds: str, jobs: int) -> dict:
     sources = os.path.abspath(sources)
     builds = os.path.abspath(builds)
@@ -152,6 +166,7 @@ def build(sources: str, builds: str, jobs: int) -> dict:
         encoded = sum(1 for e in mine if e["event"] == "encoded")
         retagged = sum(1 for e in mine if e["event"] == "retagged")
         track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in set(result.tracks))
+        write_playlists(result.playlists[p], os.path.join(builds, p), result.expected[p])
         removed = prune(os.path.join(builds, p), result.expected[p])
         report["profiles"][p] = {
             "path": os.path.join(builds, p),

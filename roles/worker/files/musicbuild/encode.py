@@ -170,24 +170,6 @@ def cmd_copy(args) -> int:
     return 0
 
 
-def cmd_playlist(args) -> int:
-    spec = _read_json(args.spec)
-    music = spec["music"]
-    lines = ["#EXTM3U"]
-    for path, secs, label in spec["entries"]:
-        lines.append(f"#EXTINF:{secs},{label}")
-        lines.append(path)
-    tmpdir = os.path.join(music, "tmp")
-    os.makedirs(tmpdir, exist_ok=True)
-    tmp = os.path.join(tmpdir, f"{args.profile}.m3u8.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
-        fh.write("\n".join(lines) + "\n")
-    publish(tmp, spec["dest"])
-    with open(args.receipt, "w", encoding="utf-8") as fh:
-        fh.write("written\n")
-    return 0
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="music-encode", description="Make one output of a music build (run by tup).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,9 +189,5 @@ def main(argv=None) -> int:
     c.add_argument("--profile", required=True)
     c.add_argument("--copy", required=True)
     c.add_argument("--receipt", required=True)
-    p = sub.add_parser("playlist", help="write one album playlist")
-    p.add_argument("--profile", required=True)
-    p.add_argument("--spec", required=True)
-    p.add_argument("--receipt", required=True)
     args = parser.parse_args(argv)
-    return {"track": cmd_track, "copy": cmd_copy, "playlist": cmd_playlist}[args.command](args)
+    return {"track": cmd_track, "copy": cmd_copy}[args.command](args)

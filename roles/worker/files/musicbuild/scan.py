@@ -5,7 +5,6 @@ For every source folder it keeps a folder `index/<dirkey>/` in the tup tree hold
     <key>.tags            every tag and the digest of the cover art the track gets
     <key>.<P>.track       source and destination of the track in profile P
     <key>.<P>.copy        an extra file copied into profile P
-    album.<P>.m3u8        the album playlist of profile P
 A file is rewritten only when its content changes, so tup re-runs exactly the commands
 whose inputs changed: a tag edit changes `.tags` but not `.audio`, so the track is
 re-tagged, not re-encoded. Sources are only stat()ed unless their size or mtime changed.
@@ -30,6 +29,7 @@ class ScanResult:
     failed: list[dict] = field(default_factory=list)         # {"source", "reason"}
     expected: dict[str, set[str]] = field(default_factory=dict)  # profile -> dest relpaths kept
     track_dests: dict[str, dict[str, str]] = field(default_factory=dict)  # profile -> relpath -> dest
+    playlists: dict[str, list[dict]] = field(default_factory=dict)  # profile -> album playlist specs
     index_changes: int = 0
 
 
@@ -44,9 +44,11 @@ def write_if_changed(path: str, content: str) -> bool:
                 return False
     except FileNotFoundError:
         pass
-    tmp = path + ".tmp"
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.tmp")
     with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
         fh.write(content)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return True
 
@@ -197,10 +199,6 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
                     put(f"{key}.{p}.copy", _json({"source": rel, "src": os.path.join(sources, rel),
                                                   "dest": os.path.join(builds, p, dests[p][rel]),
                                                   "sig": sig, "music": music_dir}))
-        for p, prof in profiles.items():
-            if not prof["playlists"] or not good:
-                continue
-            put(f"album.{p}.m3u8", _json(playlist_spec(rel_dir, good, new_sources, dests[p], builds, p, prof)))
 
     # 4. Forget what is gone.
     for dkey in os.listdir(index):
@@ -215,14 +213,11 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
         if not keep:
             os.rmdir(dpath)
 
-    # 5. What each profile's tree must hold after the build.
+    # 5. What each profile's tree must hold after the build (playlists are added when written).
     for p, prof in profiles.items():
-        expected = set(dests[p].values())
-        for rel_dir, good, others, cover in folders:
-            if prof["playlists"] and good:
-                spec = playlist_spec(rel_dir, good, new_sources, dests[p], builds, p, prof)
-                expected.add(os.path.relpath(spec["dest"], os.path.join(builds, p)))
-        result.expected[p] = expected
+        result.expected[p] = set(dests[p].values())
+        result.playlists[p] = [playlist_spec(rel_dir, good, new_sources, dests[p], builds, p, prof)
+                               for rel_dir, good, _, _ in folders if prof["playlists"] and good]
         result.track_dests[p] = {rel: dests[p][rel] for rel in result.tracks + [f["source"] for f in result.failed] if rel in dests[p]}
 
     cache["sources"] = new_sources
@@ -256,7 +251,6 @@ def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str,
         playlist = names.fat32_component(playlist)
     dest_rel = f"{folder}/{playlist}" if folder else playlist
     return {
-        "music": os.path.join(builds, ".music"),
         "dest": os.path.join(builds, profile, dest_rel),
         "entries": [[os.path.relpath(d, folder or "."), secs, label] for _, d, secs, label in entries],
     }
