@@ -13,6 +13,8 @@ ThreadedMotoServer that tests/moto_harness.py starts in the pytest process.
 3. DescribeTags: real EC2 names the resource type of a NAT gateway "natgateway"; moto says
    "nat-gateway", so amazon.aws's tag check (filtered by resource type) finds no tags and
    re-tags the gateway on every run.
+4. DescribeVolumes: real EC2 returns SnapshotId "" for a volume made blank; moto leaves the
+   field out, and amazon.aws.ec2_vol_info fails with KeyError 'snapshot_id'.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def apply() -> None:
     from moto.ec2.models import elastic_block_store
     from moto.ec2.responses import launch_templates
 
-    # 1. MultiAttachEnabled defaults to False, as on EC2.
+    # 1. and 4. MultiAttachEnabled defaults to False and SnapshotId to "", as on EC2.
     volume_cls = elastic_block_store.Volume
     original_init = volume_cls.__init__
 
@@ -35,6 +37,8 @@ def apply() -> None:
         original_init(self, *args, **kwargs)
         if self.multi_attach_enabled is None:
             self.multi_attach_enabled = False
+        if self.snapshot_id is None:
+            self.snapshot_id = ""
 
     volume_cls.__init__ = volume_init
 
