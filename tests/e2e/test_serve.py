@@ -83,7 +83,7 @@ def recap(output: str) -> dict[str, int]:
 class Instance:
     """One rsync daemon deployed by playbooks/serve.yml, with its own port and files."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, install: bool = False):
         self.dir = base / f"serve-{uuid.uuid4().hex[:10]}"
         self.builds = self.dir / "builds"
         self.etc = self.dir / "etc"
@@ -105,6 +105,9 @@ class Instance:
             "server_log_file": str(self.log),
             "server_ctl_path": str(self.ctl),
             "server_unit_path": str(self.etc / f"{name}.service"),
+            # The package task is exercised by the shared instance and the idempotence test;
+            # the others skip it to save a few seconds per run.
+            "server_install_packages": install,
         }
         self.etc.mkdir(parents=True, mode=0o755)
         os.chmod(self.dir, 0o755)
@@ -188,7 +191,7 @@ def instance(world_readable_tmp):
 @pytest.fixture(scope="module")
 def served(world_readable_tmp):
     """One daemon deployed with the defaults, shared by the read-only tests."""
-    inst = Instance(world_readable_tmp)
+    inst = Instance(world_readable_tmp, install=True)
     try:
         output, counts = inst.play()
         inst.first_output, inst.first_counts = output, counts
@@ -267,6 +270,7 @@ def test_connections_run_unprivileged_and_chrooted(served, tmp_path):
 # --- idempotence, check mode, restarts ------------------------------------------------
 
 def test_second_run_changes_nothing(instance):
+    instance.base_vars["server_install_packages"] = True
     instance.play()
     pid = instance.pid()
     config = instance.config.read_bytes()
@@ -400,3 +404,129 @@ def test_bad_input_is_named_and_nothing_starts(instance, extra, expected):
         assert text in output, output
     assert "break-secret" not in output and "pw-secret" not in output
     assert not instance.config.exists() and instance.pid() is None
+
+
+# --- under systemd: a podman container with systemd as PID 1 ---------------------------
+
+class SystemdHost:
+    """A Debian bookworm container running systemd, reached with the podman connection."""
+
+    def __init__(self, base: Path):
+        subprocess.run(["bash", str(ROOT / "scripts/podman.sh")], check=True, capture_output=True,
+                       timeout=1200)
+        self.env = dict(os.environ,
+                        CONTAINERS_CONF=str(ROOT / ".cache/podman/containers.conf"),
+                        CONTAINERS_STORAGE_CONF=str(ROOT / ".cache/podman/storage.conf"),
+                        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+        self.image = os.environ.get("MUSIC_TEST_IMAGE", "localhost/music-test-debian:bookworm")
+        self.name = f"music-serve-test-{uuid.uuid4().hex[:8]}"
+        self.dir = base / self.name
+        self.dir.mkdir(mode=0o755)
+        (self.dir / "inventory").mkdir()
+        # group_vars beside the inventory, as with inventory/local.yml and aws_ec2.yml.
+        (self.dir / "inventory" / "group_vars").symlink_to(ROOT / "group_vars")
+        (self.dir / "inventory" / "hosts.yml").write_text(json.dumps({"all": {"children": {"server": {
+            "hosts": {self.name: {"ansible_connection": "containers.podman.podman",
+                                  "ansible_python_interpreter": "/usr/bin/python3"}}}}}}))
+        self.podman("run", "-d", "--name", self.name, "--systemd=always", self.image, "/sbin/init")
+        state = ""
+        for _ in range(120):
+            state = self.sh("systemctl is-system-running", check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.5)
+        assert state in ("running", "degraded"), f"systemd in {self.name} is {state!r}"
+        builds = self.dir / "builds"
+        for profile, files in FILES.items():
+            for rel, content in files.items():
+                path = builds / profile / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+        self.sh("mkdir -p /srv/music")
+        self.podman("cp", f"{builds}", f"{self.name}:/srv/music/builds")
+        self.sh("chown -R root:root /srv/music && chmod -R a+rX,go-w /srv/music")
+
+    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True,
+                              timeout=300, check=False)
+        if check:
+            assert proc.returncode == 0, f"podman {args}: {proc.stderr}"
+        return proc
+
+    def sh(self, script: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.podman("exec", self.name, "sh", "-c", script, check=check)
+
+    def main_pid(self) -> int:
+        return int(self.sh("systemctl show -P MainPID music-rsyncd.service").stdout)
+
+    def play(self, *args: str, **extra) -> dict[str, int]:
+        vars_file = self.dir / f"vars-{uuid.uuid4().hex[:6]}.json"
+        vars_file.write_text(json.dumps({"music_builds_dir": "/srv/music/builds", **extra}))
+        proc = subprocess.run(
+            [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(self.dir / "inventory/hosts.yml"),
+             str(PLAYBOOK), "-e", f"@{vars_file}", *args],
+            cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=900, check=False,
+        )
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output
+        match = re.search(rf"{self.name}\s*:\s*ok=\d+\s+changed=(\d+)", output)
+        assert match, output
+        return {"changed": int(match.group(1))}
+
+    def cleanup(self) -> None:
+        self.podman("rm", "-f", "-t", "0", self.name, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def systemd_host(world_readable_tmp):
+    host = SystemdHost(world_readable_tmp)
+    yield host
+    host.cleanup()
+
+
+def test_under_systemd_a_restarting_unit_serves_the_profiles(systemd_host):
+    host = systemd_host
+    # --check on a host where nothing is installed yet: reports changes, makes none.
+    assert host.play("--check", "--diff")["changed"] > 0
+    assert host.sh("test -e /etc/music-rsyncd.conf || test -e /etc/systemd/system/music-rsyncd.service",
+                   check=False).returncode != 0
+    assert "install ok installed" not in host.sh("dpkg-query -W -f='${Status}' rsync", check=False).stdout
+
+    assert host.play()["changed"] > 0
+    assert host.sh("systemctl is-enabled music-rsyncd.service").stdout.strip() == "enabled"
+    assert host.sh("systemctl is-active music-rsyncd.service").stdout.strip() == "active"
+    listing = host.sh("rsync rsync://127.0.0.1:8873/").stdout
+    assert [line.split()[0] for line in listing.splitlines()] == list(PROFILES)
+    for profile in PROFILES:
+        host.sh(f"rsync -r rsync://127.0.0.1:8873/{profile}/ /tmp/dl-{profile}/ "
+                f"&& diff -r /tmp/dl-{profile} /srv/music/builds/{profile}")
+    upload = host.sh("rsync /etc/hostname rsync://127.0.0.1:8873/flac/", check=False)
+    assert upload.returncode != 0 and "read only" in upload.stderr, upload.stderr
+    assert host.sh("test -e /srv/music/builds/flac/hostname", check=False).returncode != 0
+
+    pid = host.main_pid()
+    assert host.play()["changed"] == 0
+    assert host.main_pid() == pid
+
+    # A module change applies without a restart; a port change restarts the unit.
+    assert host.play(server_hosts_allow=["127.0.0.1"])["changed"] == 1
+    assert host.main_pid() == pid
+    assert host.play(server_hosts_allow=["127.0.0.1"], server_port=8874)["changed"] > 0
+    new_pid = host.main_pid()
+    assert new_pid not in (0, pid)
+    host.sh("rsync rsync://127.0.0.1:8874/flac/")
+    assert host.sh("rsync --contimeout=5 rsync://127.0.0.1:8873/", check=False).returncode != 0
+
+    # Restart=on-failure: a killed daemon comes back (bounded wait).
+    host.sh("systemctl kill -s KILL music-rsyncd.service")
+    for _ in range(60):
+        if host.main_pid() not in (0, new_pid):
+            break
+        time.sleep(0.5)
+    assert host.main_pid() not in (0, new_pid)
+    for _ in range(20):
+        if host.sh("rsync rsync://127.0.0.1:8874/", check=False).returncode == 0:
+            break
+        time.sleep(0.5)
+    assert host.sh("rsync rsync://127.0.0.1:8874/").stdout.split()[0] == "flac"
