@@ -1,0 +1,177 @@
+"""Incremental builds, measured by counting encoder runs in the build's journal.
+
+The compile playbook installs the build and runs the first build; later builds call the
+installed music-build as the build user, exactly as the worker role does.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import mutagen
+import pytest
+from mutagen.flac import FLAC
+
+from compile_helpers import encoder_runs, files_under, journal, report, run_playbook, music_build, scratch
+from music_profile import render_tup_config
+from sample_library import make_library, synth_flac
+
+pytestmark = pytest.mark.slow
+PROFILES = ("flac", "phone", "car")
+
+
+@pytest.fixture(scope="module")
+def lib(world_readable_tmp):
+    base = scratch(world_readable_tmp, "incremental")
+    src, builds = base / "src", base / "builds"
+    make_library(str(src), albums=2, tracks=3, seconds=3)
+    run = run_playbook("compile.yml", "-e", f"music_sources_dir={src}", "-e", f"music_builds_dir={builds}")
+    assert run.returncode == 0, run.stdout[-3000:]
+    return {"src": src, "builds": builds, "tracks": sorted(src.rglob("*.flac"))}
+
+
+def build(lib) -> dict:
+    run = music_build(lib["src"], lib["builds"])
+    assert run.returncode == 0, run.stderr + run.stdout[-2000:]
+    return report(lib["builds"])
+
+
+def snapshot(builds: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for profile in PROFILES:
+        for rel, st in files_under(builds / profile).items():
+            out[f"{profile}/{rel}"] = (st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def changed_outputs(before: dict, after: dict) -> set[str]:
+    return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+
+
+def write_as_builder(path: Path, text: str) -> None:
+    path.write_text(text)
+    shutil.chown(path, "music", "music")
+
+
+def test_no_change_runs_no_encoder_and_touches_nothing(lib):
+    before = snapshot(lib["builds"])
+    rep = build(lib)
+    assert encoder_runs(lib["builds"]) == 0
+    assert changed_outputs(before, snapshot(lib["builds"])) == set()
+    for prof in rep["profiles"].values():
+        assert (prof["encoded"], prof["retagged"], prof["unchanged"]) == (0, 0, len(lib["tracks"]))
+
+
+def test_audio_edit_reencodes_that_track_only_in_each_profile(lib):
+    track = lib["tracks"][1]
+    tags = FLAC(track).tags
+    before = snapshot(lib["builds"])
+    synth_flac(str(track), 3, 99)  # new audio, same name
+    audio = FLAC(track)
+    for key, value in tags:
+        audio.tags.append((key, value))
+    audio.save()
+    rep = build(lib)
+    for profile in PROFILES:
+        assert encoder_runs(lib["builds"], profile) == 1
+        assert rep["profiles"][profile]["encoded"] == 1
+    changed = changed_outputs(before, snapshot(lib["builds"]))
+    stem = track.stem
+    assert {c.rsplit("/", 1)[-1].rsplit(".", 1)[0] for c in changed} == {stem}
+    assert len(changed) == 3
+
+
+def test_tag_only_edit_retags_without_encoding(lib):
+    track = lib["tracks"][2]
+    subprocess.run(["metaflac", "--remove-tag=TITLE", "--set-tag=TITLE=Renamed Song", str(track)], check=True)
+    rep = build(lib)
+    assert encoder_runs(lib["builds"]) == 0
+    retagged = {e["profile"] for e in journal(lib["builds"]) if e["event"] == "retagged"}
+    assert retagged == set(PROFILES)
+    for profile in PROFILES:
+        assert rep["profiles"][profile]["retagged"] == 1 and rep["profiles"][profile]["encoded"] == 0
+    rel = track.relative_to(lib["src"])
+    assert FLAC(lib["builds"] / "flac" / rel)["TITLE"] == ["Renamed Song"]
+    assert mutagen.File(lib["builds"] / "phone" / rel.with_suffix(".opus"))["TITLE"] == ["Renamed Song"]
+    car = next((lib["builds"] / "car").rglob(track.stem + ".mp3"))
+    assert mutagen.File(car)["TIT2"].text == ["Renamed Song"]
+
+
+def test_profile_setting_change_reencodes_that_profile_only(lib):
+    phone = lib["builds"] / "phone"
+    sizes_before = sum(st.st_size for st in files_under(phone).values())
+    config = lib["builds"] / ".music/tup/phone/tup.config"
+    write_as_builder(config, render_tup_config("phone", {"codec": "opus", "bitrate": 32, "art_max_size": 500,
+                                                         "playlists": True}))
+    rep = build(lib)
+    assert encoder_runs(lib["builds"], "phone") == len(lib["tracks"])
+    assert encoder_runs(lib["builds"], "car") == encoder_runs(lib["builds"], "flac") == 0
+    assert rep["profiles"]["phone"]["encoded"] == len(lib["tracks"])
+    assert sum(st.st_size for st in files_under(phone).values()) < sizes_before
+
+
+def test_deleting_a_source_removes_its_outputs(lib):
+    track = lib["tracks"][0]
+    rel = track.relative_to(lib["src"])
+    cache = json.loads((lib["builds"] / ".music/scan-cache.json").read_text())
+    car = lib["builds"] / "car" / cache["dests"]["car"][str(rel)][1]
+    assert car.is_file()
+    track.unlink()
+    rep = build(lib)
+    assert encoder_runs(lib["builds"]) == 0
+    assert not (lib["builds"] / "flac" / rel).exists()
+    assert not (lib["builds"] / "phone" / rel.with_suffix(".opus")).exists()
+    assert not car.exists()
+    for profile in PROFILES:
+        assert rep["profiles"][profile]["removed"] == 1
+    playlist = next((lib["builds"] / "phone" / rel.parent).glob("*.m3u8"))
+    entries = [ln for ln in playlist.read_text().splitlines() if not ln.startswith("#")]
+    assert len(entries) == 2 and track.stem + ".opus" not in entries
+    lib["tracks"].remove(track)
+
+
+def test_killed_build_resumes_without_partial_files(lib, world_readable_tmp):
+    # A new profile gives the build real work; kill it once a few tracks are out.
+    album = lib["src"] / "Long Player" / "Side A"
+    album.mkdir(parents=True)
+    for i in range(10):
+        synth_flac(str(album / f"{i + 1:02d} Part.flac"), 20, i)
+    for p in lib["src"].rglob("*"):
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+    variant = lib["builds"] / ".music/tup/ogg"
+    variant.mkdir()
+    shutil.chown(variant, "music", "music")
+    write_as_builder(variant / "tup.config", render_tup_config("ogg", {"codec": "vorbis", "quality": 4}))
+    total = len(list(lib["src"].rglob("*.flac")))
+
+    proc = music_build(lib["src"], lib["builds"], jobs=2, start_new_session=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            done = [e for e in journal(lib["builds"]) if e["event"] == "encoded" and e["profile"] == "ogg"] \
+                if (lib["builds"] / ".music/journal.jsonl").exists() else []
+            if len(done) >= 3 or proc.poll() is not None:
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    published = files_under(lib["builds"] / "ogg")
+    assert 0 < len(published) < total, "the build should have been stopped half-way"
+    for rel in published:  # whatever users can see is complete
+        assert abs(mutagen.File(lib["builds"] / "ogg" / rel).info.length - (20 if "Part" in rel else 3)) < 0.05
+
+    rep = build(lib)
+    # Only what was not published is encoded again (a track killed between publishing and
+    # recording it, one per job at most, is redone).
+    missing = total - len(published)
+    assert missing <= encoder_runs(lib["builds"], "ogg") <= missing + 2
+    assert rep["profiles"]["ogg"]["encoded"] == encoder_runs(lib["builds"], "ogg")
+    assert len([f for f in files_under(lib["builds"] / "ogg") if f.endswith(".ogg")]) == total
+    assert not list((lib["builds"] / ".music/tmp").iterdir())
