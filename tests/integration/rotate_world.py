@@ -107,8 +107,24 @@ def playbook(aws, path: str, *args: str, extra_vars: dict | None = None, json_ou
         cmd += ["-e", json.dumps(extra_vars)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     if check:
-        assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+        assert proc.returncode == 0, failures(proc) or proc.stdout[-5000:] + proc.stderr[-5000:]
     return proc
+
+
+def failures(proc: subprocess.CompletedProcess) -> str:
+    """The messages of failed tasks in json callback output ("" if it is not json)."""
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        return ""
+    found = []
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            result = task["hosts"].get("localhost", {})
+            for item in result.get("results", [result]):
+                if item.get("failed"):
+                    found.append("%s: %s" % (task["task"]["name"], item.get("msg")))
+    return "\n".join(found) + proc.stderr[-2000:]
 
 
 def task_results(proc: subprocess.CompletedProcess, task_name: str) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta, timezone
 
+import aws_moto_fixes
 import pytest
 
 from rotate_world import (
@@ -34,7 +35,9 @@ MUSIC = {"Project": "music"}
 
 
 @pytest.fixture(autouse=True)
-def _linear_time_moto_tags():
+def _moto_like_ec2():
+    # Real EC2's answers where moto 5.2 differs (blank volumes' SnapshotId, ...).
+    aws_moto_fixes.apply()
     with indexed_moto_tags():
         yield
 
@@ -237,3 +240,86 @@ def test_ten_thousand_snapshots_in_one_lineage(aws, capsys):
     with capsys.disabled():
         print("\n10,000 snapshots: kept %d; check run %.1f s, real run %.1f s, api calls %s"
               % (len(expected), check_seconds, run_seconds, result["api_calls"]))
+
+
+# --- roles/snapshot: the consistent, tagged snapshot that starts each lineage entry ---------
+
+SNAPSHOT_PLAY = """\
+- name: Snapshot a volume
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Take the snapshot
+      ansible.builtin.include_role:
+        name: snapshot
+    - name: Show the result
+      ansible.builtin.debug:
+        var: snapshot_result
+"""
+
+
+def snapshot_role(aws, tmp_path, *args, check=True, json_output=True, **variables):
+    play = tmp_path / "snapshot.yml"
+    play.write_text(SNAPSHOT_PLAY)
+    return playbook(aws, str(play), *args, extra_vars=variables, check=check, json_output=json_output)
+
+
+def test_snapshot_role_tags_a_detached_volume_and_rotate_picks_it_up(aws, tmp_path):
+    ec2 = aws.client("ec2")
+    vol = new_volume(ec2)
+    proc = snapshot_role(aws, tmp_path, snapshot_volume_id=vol, snapshot_lineage="builds",
+                         snapshot_project="music", snapshot_extra_tags={"Owner": "me", "Lineage": "spoof"})
+    result = task_results(proc, "Show the result")[0]["snapshot_result"]
+    snaps = tagged(ec2, {**MUSIC, "Lineage": "builds"})
+    assert list(snaps) == [result["snapshot_id"]]
+    tags = {t["Key"]: t["Value"] for t in snaps[result["snapshot_id"]]["Tags"]}
+    created = datetime.strptime(tags.pop("CreatedAt"), "%Y-%m-%dT%H:%M:%SZ")
+    assert tags == {"Project": "music", "Lineage": "builds", "Name": "music-builds", "Owner": "me"}
+    assert result["created_at"] == created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert snaps[result["snapshot_id"]]["VolumeId"] == vol
+    assert snaps[result["snapshot_id"]]["State"] == "completed"
+
+    # A second snapshot of the lineage, then rotation with keep_last 1 leaves only the newest.
+    with clock(datetime.now(UTC) + timedelta(minutes=5)):
+        proc = snapshot_role(aws, tmp_path, snapshot_volume_id=vol, snapshot_lineage="builds")
+    newer = task_results(proc, "Show the result")[0]["snapshot_result"]["snapshot_id"]
+    playbook(aws, ROTATE, extra_vars={"music_rotate_lineages": ["builds"], "music_rotate_keep_last": 1,
+                                      "music_rotate_keep_daily": 0, "music_rotate_keep_weekly": 0,
+                                      "music_rotate_keep_monthly": 0})
+    assert list(tagged(ec2, {**MUSIC, "Lineage": "builds"})) == [newer]
+
+
+def test_snapshot_role_refuses_an_attached_volume_unless_told_it_is_consistent(aws, tmp_path):
+    ec2 = aws.client("ec2")
+    vol = new_volume(ec2)
+    image_id = ec2.describe_images(Owners=["amazon"], MaxResults=5)["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1,
+                                 Placement={"AvailabilityZone": "eu-west-1a"})["Instances"][0]["InstanceId"]
+    ec2.attach_volume(VolumeId=vol, InstanceId=instance, Device="/dev/sdf")
+
+    proc = snapshot_role(aws, tmp_path, json_output=False, check=False,
+                         snapshot_volume_id=vol, snapshot_lineage="sources")
+    assert proc.returncode != 0
+    assert "volume %s is in-use (attached to %s)" % (vol, instance) in proc.stdout
+    assert tagged(ec2, {"Lineage": "sources"}) == {}
+
+    proc = snapshot_role(aws, tmp_path, snapshot_volume_id=vol, snapshot_lineage="sources", snapshot_consistent=True)
+    assert len(tagged(ec2, {**MUSIC, "Lineage": "sources"})) == 1
+
+
+def test_snapshot_role_check_mode_and_bad_input(aws, tmp_path):
+    ec2 = aws.client("ec2")
+    vol = new_volume(ec2)
+    proc = snapshot_role(aws, tmp_path, "--check", snapshot_volume_id=vol, snapshot_lineage="builds")
+    assert task_results(proc, "Show the result")[0]["snapshot_result"]["snapshot_id"] == ""
+    assert tagged(ec2, MUSIC) == {}
+
+    proc = snapshot_role(aws, tmp_path, json_output=False, check=False, snapshot_volume_id=vol, snapshot_lineage="music")
+    assert proc.returncode != 0
+    assert "snapshot_lineage" in proc.stdout and "sources, builds" in proc.stdout
+
+    proc = snapshot_role(aws, tmp_path, json_output=False, check=False, snapshot_volume_id="vol-0123456789abcdef0",
+                         snapshot_lineage="builds")
+    assert proc.returncode != 0
+    assert "volume vol-0123456789abcdef0 (snapshot_volume_id) was not found" in proc.stdout
+    assert tagged(ec2, MUSIC) == {}
