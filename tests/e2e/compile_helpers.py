@@ -1,6 +1,7 @@
 """Helpers for the end-to-end compile tests: run the playbooks, read the build's journal."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -48,6 +49,16 @@ def add_odd_and_bad_files(src: Path) -> None:
 
 
 def run_playbook(playbook: str, *extra: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run a playbook against this machine. Runs from parallel test workers take turns: they
+    install the same packages, user and program."""
+    lock_path = ROOT / ".tmp" / "local-playbook.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _run_playbook(playbook, *extra, check=check)
+
+
+def _run_playbook(playbook: str, *extra: str, check: bool = False) -> subprocess.CompletedProcess:
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_NOCOLOR="1", PATH=f"{ROOT / '.venv/bin'}:{os.environ['PATH']}")
     cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(ROOT / "inventory/local.yml"),
