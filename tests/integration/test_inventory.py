@@ -1,0 +1,91 @@
+"""inventory/aws_ec2.yml against moto: only this project's live hosts, grouped by Role."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+import aws_helpers as h
+
+
+def _launch(ec2, image, **tags):
+    res = ec2.run_instances(
+        ImageId=image, MinCount=1, MaxCount=1, InstanceType="t4g.small",
+        TagSpecifications=[{"ResourceType": "instance",
+                            "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])
+    return res["Instances"][0]["InstanceId"]
+
+
+@pytest.fixture
+def fleet(aws):
+    ec2 = aws.client("ec2")
+    image = ec2.describe_images(Owners=["137112412989"])["Images"][0]["ImageId"]
+    ids = {
+        "volmgr": _launch(ec2, image, Project="music", Role="volmgr", Name="music-volmgr", SsmBucket="music-ssm-x"),
+        "worker": _launch(ec2, image, Project="music", Role="worker", Name="music-worker-1", SsmBucket="music-ssm-x"),
+        "server": _launch(ec2, image, Project="music", Role="server", Name="music-server", SsmBucket="music-ssm-x"),
+        "gone": _launch(ec2, image, Project="music", Role="worker", Name="music-worker-0"),
+        "other": _launch(ec2, image, Project="other", Role="worker", Name="other-worker"),
+        "untagged": _launch(ec2, image, Name="someone-elses"),
+    }
+    ec2.terminate_instances(InstanceIds=[ids["gone"]])
+    return aws, ids
+
+
+def _inventory(aws, repo_root, *args, env=None):
+    run_env = aws.env()
+    run_env.update(env or {})
+    proc = subprocess.run([str(repo_root / ".venv/bin/ansible-inventory"), "-i", "inventory/aws_ec2.yml", *args],
+                          cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_graph_groups_project_hosts_by_role(fleet, repo_root):
+    aws, ids = fleet
+    graph = _inventory(aws, repo_root, "--graph")
+    lines = [line.strip(" |-") for line in graph.splitlines()]
+    groups = {}
+    current = None
+    for line in lines:
+        if line.startswith("@"):
+            current = line[1:].rstrip(":")
+            groups.setdefault(current, [])
+        elif line and current:
+            groups[current].append(line)
+    assert groups["volmgr"] == [ids["volmgr"]]
+    assert groups["worker"] == [ids["worker"]]
+    assert groups["server"] == [ids["server"]]
+    everything = graph
+    for absent in ("gone", "other", "untagged"):
+        assert ids[absent] not in everything, f"{absent} instance listed:\n{graph}"
+
+
+def _plain(value):
+    """ansible-inventory marks templated strings as {"__ansible_unsafe": text}."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def test_hosts_are_reached_through_session_manager(fleet, repo_root):
+    aws, ids = fleet
+    inv = json.loads(_inventory(aws, repo_root, "--list"))
+    hv = _plain(inv["_meta"]["hostvars"][ids["worker"]])
+    assert hv["ansible_connection"] == "amazon.aws.aws_ssm"
+    assert hv["ansible_aws_ssm_bucket_name"] == "music-ssm-x"
+    assert hv["ansible_aws_ssm_region"] == "eu-west-1"
+    assert hv["ansible_become"] is True
+    assert hv["music_aws_role"] == "worker"
+
+
+def test_project_is_chosen_by_environment(fleet, repo_root):
+    aws, ids = fleet
+    graph = _inventory(aws, repo_root, "--graph", env={"MUSIC_PROJECT": "other"})
+    assert ids["other"] in graph
+    assert ids["worker"] not in graph and ids["server"] not in graph
