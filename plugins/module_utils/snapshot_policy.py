@@ -24,7 +24,7 @@ the grouping tag.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 # The bucket rules, in the order their reasons are reported.
 BUCKET_RULES = ("hourly", "daily", "weekly", "monthly", "yearly")

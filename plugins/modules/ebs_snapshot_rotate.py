@@ -274,6 +274,7 @@ def main():
         module.fail_json(msg=str(e))
 
     deleted = []
+    vanished = set()
     if module.check_mode:
         deleted = list(result.delete)
     else:
@@ -289,6 +290,7 @@ def main():
                 continue
             except is_boto3_error_code("InvalidSnapshot.NotFound"):
                 module.warn("Snapshot %s was already gone when it was to be deleted" % snapshot_id)
+                vanished.add(snapshot_id)
                 continue
             except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
                 module.fail_json_aws(
@@ -298,6 +300,8 @@ def main():
                 )
             deleted.append(snapshot_id)
         result.delete = deleted
+        for lineage, members in result.lineages.items():
+            result.lineages[lineage] = [s for s in members if s.snapshot_id not in vanished]
 
     exit_args = dict(
         changed=bool(deleted),
