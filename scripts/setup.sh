@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 STAMPS=.venv/.stamps
 ANSIBLE_WHEEL_VERSION=12.3.0
-COLLECTIONS="amazon/aws community/aws community/general ansible/posix containers/podman"
+COLLECTIONS="amazon/aws community/aws community/general ansible/posix containers/podman awx/awx"
 APT_PACKAGES="tup fuse3 flac lame opus-tools vorbis-tools python3 python3-mutagen python3-pil
   rsync sox unzip ca-certificates"
 
