@@ -25,6 +25,21 @@ MOTO_IMAGE = [
     "-e", "music_ami_name=al2023-ami-2023*-arm64",
 ]
 CONTROL_PLANE_ONLY = ["-e", "music_aws_host_plays=false", "--limit", "localhost"]
+# With --limit, the implicit localhost is only matched when an inventory names it.
+CONTROLLER_INVENTORY = """all:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: "{{ ansible_playbook_python }}"
+"""
+
+
+def controller_inventory() -> str:
+    path = ROOT / ".tmp" / "controller-inventory.yml"
+    path.parent.mkdir(exist_ok=True)
+    if not path.exists() or path.read_text() != CONTROLLER_INVENTORY:
+        path.write_text(CONTROLLER_INVENTORY)
+    return str(path)
 
 
 @dataclass
@@ -87,7 +102,7 @@ def playbook(moto, name: str, *args: str, check: bool = False, control_plane_onl
     aws_moto_fixes.apply()
     cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", INVENTORY, f"playbooks/{name}", *MOTO_IMAGE]
     if control_plane_only:
-        cmd += CONTROL_PLANE_ONLY
+        cmd += ["-i", controller_inventory(), *CONTROL_PLANE_ONLY]
     cmd += list(args)
     if check:
         cmd += ["--check", "--diff"]

@@ -184,10 +184,10 @@ def test_status_reports_hosts_storage_and_cost(pipeline):
     assert server["minutes_left"] is None  # the server has no time limit
     lineages = sorted(s["lineage"] for s in status["snapshots"])
     assert lineages == ["builds", "builds", "sources"]
-    assert int(status["snapshot_gib"]) == 400 + 200 + 200
+    assert int(status["snapshot_gib"]) == 400 + 450 + 450
     builds_vol = [v for v in status["volumes"] if v["lineage"] == "builds"]
-    assert len(builds_vol) == 1 and int(builds_vol[0]["size_gib"]) == 200
-    assert float(builds_vol[0]["monthly_usd"]) == pytest.approx(200 * 0.088)
+    assert len(builds_vol) == 1 and int(builds_vol[0]["size_gib"]) == 450
+    assert float(builds_vol[0]["monthly_usd"]) == pytest.approx(450 * 0.088)
     shown = "\n".join(str(r.get("msg")) for r in run.task_results("Show the status"))
     assert "per hour" in shown and "/month" in shown
 
