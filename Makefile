@@ -18,6 +18,7 @@ demo: setup
 test: setup
 	$(PYTEST) tests
 	@if [ -x scripts/molecule.sh ]; then bash scripts/molecule.sh; fi
+	$(MAKE) --no-print-directory lint
 
 test-unit: setup
 	$(PYTEST) tests/unit
@@ -31,9 +32,11 @@ test-integration: setup
 test-molecule: setup
 	bash scripts/molecule.sh
 
+## yamllint, ansible-lint (profile production, settings in .ansible-lint) and the role docs.
 lint: setup
 	yamllint -s .
 	ansible-lint --profile production
+	.venv/bin/python scripts/role_docs.py --check
 
 bench: setup
 	bash scripts/bench.sh
