@@ -51,7 +51,10 @@ def _description(option: dict) -> str:
     desc = option.get("description", "")
     if isinstance(desc, list):
         desc = " ".join(str(d) for d in desc)
-    return " ".join(_markup(str(desc)).split())
+    text = " ".join(_markup(str(desc)).split())
+    if option.get("choices"):
+        text += " One of " + ", ".join(f"`{flow(c)}`" for c in option["choices"]) + "."
+    return text
 
 
 def flow(value) -> str:
