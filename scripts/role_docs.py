@@ -114,11 +114,25 @@ def render(role: Path) -> str:
     spec = load_spec(role)
     lines = [BEGIN]
     entries = sorted(spec, key=lambda e: (e != "main", e))
+    main_options = ((spec.get("main") or {}).get("options") or {})
     for entry in entries:
         options = (spec[entry] or {}).get("options") or {}
         if len(entries) > 1 or entry != "main":
             lines += ["", f"Entry point `{entry}`" + (f" (`tasks_from: {entry}.yml`)" if entry != "main" else "")
                       + ": " + _markup(str((spec[entry] or {}).get("short_description", ""))).rstrip(". ") + ".", ""]
+        if entry != "main":
+            # Options documented identically under main are named, not repeated.
+            shared = [n for n in options if n in main_options and main_options[n] == options[n]]
+            options = {n: o for n, o in options.items() if n not in shared}
+            if len(shared) == len(main_options) and shared:
+                lines.append("Takes the variables of `main`" + (", and:" if options else "."))
+            elif shared:
+                lines.append("Takes these variables of `main`: " + ", ".join(f"`{n}`" for n in shared)
+                             + (", and:" if options else "."))
+            if shared and not options:
+                continue
+            if shared:
+                lines.append("")
         lines += table(options) if options else ["No variables."]
     if len(entries) > 1:
         lines.append("")
