@@ -37,6 +37,10 @@ def pipeline(moto_server):
     prov = h.playbook(moto_server, "provision.yml", "-e", "music_nat_gateway=false")
     assert prov.rc == 0, h.summary(prov)
 
+    # Check mode launches nothing.
+    rec["sources_check"] = h.playbook(moto_server, "sources.yml", check=True)
+    rec["sources_check_instances"] = h.project_instances(ec2)
+
     # Compile before any sources snapshot: refused, nothing launched.
     rec["compile_early"] = h.playbook(moto_server, "compile.yml", *AWS)
     rec["compile_early_instances"] = h.project_instances(ec2)
@@ -92,6 +96,13 @@ def test_compile_needs_a_sources_snapshot(pipeline):
     assert run.rc != 0
     assert "Lineage=sources" in run.failure_messages() and "sources.yml" in run.failure_messages()
     assert pipeline["compile_early_instances"] == []
+
+
+def test_check_mode_launches_nothing(pipeline):
+    run = pipeline["sources_check"]
+    assert run.rc == 0, h.summary(run)
+    assert run.changed == 0
+    assert pipeline["sources_check_instances"] == []
 
 
 def test_sources_snapshots_and_terminates_the_volmgr(pipeline):
