@@ -17,24 +17,32 @@ def _launch(ec2, image, **tags):
     return res["Instances"][0]["InstanceId"]
 
 
-@pytest.fixture
-def fleet(aws):
+# Own project names, so that no moto reset is needed and other tests' instances do not show.
+PROJECT = "invtest"
+OTHER = "invother"
+
+
+@pytest.fixture(scope="module")
+def fleet(moto_server):
+    aws = moto_server
     ec2 = aws.client("ec2")
     image = ec2.describe_images(Owners=["137112412989"])["Images"][0]["ImageId"]
     ids = {
-        "volmgr": _launch(ec2, image, Project="music", Role="volmgr", Name="music-volmgr", SsmBucket="music-ssm-x"),
-        "worker": _launch(ec2, image, Project="music", Role="worker", Name="music-worker-1", SsmBucket="music-ssm-x"),
-        "server": _launch(ec2, image, Project="music", Role="server", Name="music-server", SsmBucket="music-ssm-x"),
-        "gone": _launch(ec2, image, Project="music", Role="worker", Name="music-worker-0"),
-        "other": _launch(ec2, image, Project="other", Role="worker", Name="other-worker"),
+        "volmgr": _launch(ec2, image, Project=PROJECT, Role="volmgr", Name="volmgr", SsmBucket="invtest-ssm-x"),
+        "worker": _launch(ec2, image, Project=PROJECT, Role="worker", Name="worker-1", SsmBucket="invtest-ssm-x"),
+        "server": _launch(ec2, image, Project=PROJECT, Role="server", Name="server", SsmBucket="invtest-ssm-x"),
+        "gone": _launch(ec2, image, Project=PROJECT, Role="worker", Name="worker-0"),
+        "other": _launch(ec2, image, Project=OTHER, Role="worker", Name="other-worker"),
         "untagged": _launch(ec2, image, Name="someone-elses"),
     }
     ec2.terminate_instances(InstanceIds=[ids["gone"]])
-    return aws, ids
+    yield aws, ids
+    ec2.terminate_instances(InstanceIds=[i for k, i in ids.items() if k != "gone"])
 
 
 def _inventory(aws, repo_root, *args, env=None):
     run_env = aws.env()
+    run_env["MUSIC_PROJECT"] = PROJECT
     run_env.update(env or {})
     proc = subprocess.run([str(repo_root / ".venv/bin/ansible-inventory"), "-i", "inventory/aws_ec2.yml", *args],
                           cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=120)
@@ -78,7 +86,7 @@ def test_hosts_are_reached_through_session_manager(fleet, repo_root):
     inv = json.loads(_inventory(aws, repo_root, "--list"))
     hv = _plain(inv["_meta"]["hostvars"][ids["worker"]])
     assert hv["ansible_connection"] == "amazon.aws.aws_ssm"
-    assert hv["ansible_aws_ssm_bucket_name"] == "music-ssm-x"
+    assert hv["ansible_aws_ssm_bucket_name"] == "invtest-ssm-x"
     assert hv["ansible_aws_ssm_region"] == "eu-west-1"
     assert hv["ansible_become"] is True
     assert hv["music_aws_role"] == "worker"
@@ -86,6 +94,6 @@ def test_hosts_are_reached_through_session_manager(fleet, repo_root):
 
 def test_project_is_chosen_by_environment(fleet, repo_root):
     aws, ids = fleet
-    graph = _inventory(aws, repo_root, "--graph", env={"MUSIC_PROJECT": "other"})
+    graph = _inventory(aws, repo_root, "--graph", env={"MUSIC_PROJECT": OTHER})
     assert ids["other"] in graph
     assert ids["worker"] not in graph and ids["server"] not in graph

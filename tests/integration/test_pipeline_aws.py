@@ -18,7 +18,9 @@ import pytest
 
 import aws_helpers as h
 
-pytestmark = pytest.mark.slow
+# Both modules reset the shared moto server at their start: keep them on one xdist worker
+# (pytest -n N --dist loadgroup); without xdist they run one after the other anyway.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("moto_aws_pipeline")]
 
 AWS = ["-e", "music_target=aws"]
 
