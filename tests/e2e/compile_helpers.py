@@ -87,10 +87,10 @@ def report(builds: Path) -> dict:
     return json.loads((builds / "report.json").read_text())
 
 
-def music_build(sources: Path, builds: Path, jobs: int = 2, **popen) -> subprocess.CompletedProcess | subprocess.Popen:
+def music_build(sources: Path, builds: Path, jobs: int = 2, only: str = "", **popen) -> subprocess.CompletedProcess | subprocess.Popen:
     """Run the installed build program as the build user, as the role does."""
     cmd = ["runuser", "-u", "music", "--", "/usr/local/bin/music-build", "--sources", str(sources),
-           "--builds", str(builds), "--jobs", str(jobs)]
+           "--builds", str(builds), "--jobs", str(jobs), "--only", only]
     if popen:
         return subprocess.Popen(cmd, **popen)
     return subprocess.run(cmd, capture_output=True, text=True)

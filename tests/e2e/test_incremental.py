@@ -35,8 +35,8 @@ def lib(world_readable_tmp):
     return {"src": src, "builds": builds, "tracks": sorted(src.rglob("*.flac"))}
 
 
-def build(lib) -> dict:
-    run = music_build(lib["src"], lib["builds"])
+def build(lib, only: str = "") -> dict:
+    run = music_build(lib["src"], lib["builds"], only=only)
     assert run.returncode == 0, run.stderr + run.stdout[-2000:]
     return report(lib["builds"])
 
@@ -51,6 +51,54 @@ def snapshot(builds: Path) -> dict[str, tuple[int, int]]:
 
 def changed_outputs(before: dict, after: dict) -> set[str]:
     return {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """Freeze a process tree until no new process appears in it, then kill all of it."""
+    frozen: set[int] = set()
+    for _ in range(50):
+        tree = ({pid} | descendants(pid)) - frozen
+        if not tree:
+            break
+        for p in tree:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        frozen |= tree
+    for p in frozen:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    for p in frozen - {pid}:
+        while time.monotonic() < deadline:
+            try:
+                if "zombie" in Path(f"/proc/{p}/status").read_text(errors="replace"):
+                    break
+            except OSError:
+                break
+            time.sleep(0.02)
 
 
 def write_as_builder(path: Path, text: str) -> None:
@@ -100,6 +148,20 @@ def test_tag_only_edit_retags_without_encoding(lib):
     assert mutagen.File(lib["builds"] / "phone" / rel.with_suffix(".opus"))["TITLE"] == ["Renamed Song"]
     car = next((lib["builds"] / "car").rglob(track.stem + ".mp3"))
     assert mutagen.File(car)["TIT2"].text == ["Renamed Song"]
+
+
+def test_building_only_chosen_profiles_leaves_the_others_for_later(lib):
+    track = lib["tracks"][2]
+    subprocess.run(["metaflac", "--remove-tag=GENRE", "--set-tag=GENRE=Later", str(track)], check=True)
+    rep = build(lib, only="phone")
+    assert set(rep["profiles"]) == {"phone"} and rep["profiles"]["phone"]["retagged"] == 1
+    rel = track.relative_to(lib["src"])
+    assert FLAC(lib["builds"] / "flac" / rel)["GENRE"] != ["Later"]
+    rep = build(lib)
+    assert rep["profiles"]["phone"]["retagged"] == 0
+    assert rep["profiles"]["flac"]["retagged"] == rep["profiles"]["car"]["retagged"] == 1
+    assert FLAC(lib["builds"] / "flac" / rel)["GENRE"] == ["Later"]
+    assert encoder_runs(lib["builds"]) == 0
 
 
 def test_profile_setting_change_reencodes_that_profile_only(lib):
@@ -160,7 +222,9 @@ def test_killed_build_resumes_without_partial_files(lib, world_readable_tmp):
                 break
             time.sleep(0.02)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        # Like a crash: the whole process tree goes at once (tup runs each job in a process
+        # group of its own, so killing the build's group alone would leave jobs running).
+        kill_tree(proc.pid)
         proc.wait()
     published = files_under(lib["builds"] / "ogg")
     assert 0 < len(published) < total, "the build should have been stopped half-way"

@@ -64,13 +64,13 @@ def install_rules(tup_root: str) -> None:
         scan.write_if_changed(os.path.join(folder, "Tupfile.lua"), "-- nothing to build here\n")
 
 
-def run_tup(tup_root: str, jobs: int, log_path: str) -> int:
+def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str]) -> int:
     if not os.path.isdir(os.path.join(tup_root, ".tup")):
         subprocess.run(["tup", "init"], cwd=tup_root, check=True, stdout=subprocess.DEVNULL)
     bindir = os.path.join(os.path.dirname(HERE), "bin")
     env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/")}
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}"], cwd=tup_root, env=env,
+        proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}", *targets], cwd=tup_root, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         for line in proc.stdout:
             log.write(line)
@@ -124,7 +124,7 @@ def write_playlists(specs: list[dict], tree: str, expected: set[str]) -> None:
         expected.add(os.path.relpath(spec["dest"], tree))
 
 
-def build(sources: str, builds: str, jobs: int) -> dict:
+def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -> dict:
     sources = os.path.abspath(sources)
     builds = os.path.abspath(builds)
     if not os.path.isdir(sources):
@@ -143,6 +143,10 @@ def build(sources: str, builds: str, jobs: int) -> dict:
     profiles = read_profiles(tup_root)
     if not profiles:
         raise BuildError(f"no profiles: no {tup_root}/<profile>/tup.config")
+    unknown = sorted(set(only or []) - set(profiles))
+    if unknown:
+        raise BuildError(f"--only names {', '.join(unknown)}, not among the profiles ({', '.join(profiles)})")
+    chosen = [p for p in profiles if not only or p in only]
     started = now()
     shutil.rmtree(os.path.join(music, "tmp"), ignore_errors=True)
     os.makedirs(os.path.join(music, "tmp"))
@@ -150,16 +154,17 @@ def build(sources: str, builds: str, jobs: int) -> dict:
     open(journal_path, "w").close()
     install_rules(tup_root)
 
-    say(f"scanning {sources} for profiles {', '.join(profiles)}")
+    say(f"scanning {sources}; building {', '.join(chosen)}")
     result = scan.scan(sources, builds, tup_root, profiles, os.path.join(music, "scan-cache.json"))
     say(f"{len(result.tracks)} tracks, {len(result.failed)} unusable, {result.index_changes} index changes")
-    for p in profiles:
+    for p in chosen:
         os.makedirs(os.path.join(builds, p), exist_ok=True)
-    rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"))
+    # Only the chosen variants are brought up to date; the others wait for their turn.
+    rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [])
     events = read_journal(journal_path)
 
     report = {"profiles": {}, "started": started}
-    for p in profiles:
+    for p in chosen:
         mine = [e for e in events if e.get("profile") == p]
         failed = [{"source": f["source"], "reason": f["reason"]} for f in result.failed]
         failed += [{"source": e["source"], "reason": e["reason"]} for e in mine if e["event"] == "failed"]
@@ -199,9 +204,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sources", required=True, help="the lossless library (read only)")
     parser.add_argument("--builds", required=True, help="where the profiles' trees and report.json go")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel encoders (default: cores)")
+    parser.add_argument("--only", default="", help="comma-separated profiles to build this time (default: all)")
     args = parser.parse_args(argv)
+    only = [p.strip() for p in args.only.split(",") if p.strip()]
     try:
-        build(args.sources, args.builds, max(1, args.jobs))
+        build(args.sources, args.builds, max(1, args.jobs), only)
     except BuildError as exc:
         print(f"music-build: error: {exc}", file=sys.stderr)
         return 1
