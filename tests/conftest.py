@@ -6,6 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests share 2 cores with encoders and playbooks: no per-example deadline, and
+# slow data generation is not a failure.
+settings.register_profile("project", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parent.parent
 # The worker role copies roles/worker/files to hosts: keep bytecode out of it.
