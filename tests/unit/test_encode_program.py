@@ -167,3 +167,16 @@ def test_every_codec_pipeline(flac_file, tmp_path, codec, settings, check):
     f = mutagen.File(out)
     assert check(f)
     assert abs(f.info.length - 1.0) < 0.05
+
+
+def test_prepared_art_is_cached_by_picture_and_size(flac_file, tmp_path):
+    cache = tmp_path / "art"
+    first = tags.load_art(str(flac_file), None, 300, str(cache))
+    assert len(list(cache.glob("*-300.img"))) == 1
+    # A second track with the same picture gets the cached result, byte for byte.
+    again = tags.load_art(str(flac_file), None, 300, str(cache))
+    assert again.data == first.data and (again.width, again.height) == (300, 300)
+    # Another size is prepared separately.
+    other = tags.load_art(str(flac_file), None, 100, str(cache))
+    assert max(Image.open(io.BytesIO(other.data)).size) == 100
+    assert len(list(cache.glob("*.img"))) == 2

@@ -114,7 +114,7 @@ def cmd_track(args) -> int:
     try:
         art = None
         if args.art == "y":
-            art = tags.load_art(spec["src"], spec.get("cover"), args.art_max_size)
+            art = tags.load_art(spec["src"], spec.get("cover"), args.art_max_size, os.path.join(music, "art"))
         reencode = state.get("audio_key") != audio_key or state.get("dest") != dest or not os.path.exists(dest)
         if reencode and state.get("bad_audio_key") == audio_key:
             # The same audio failed to decode last time: report it again without re-running.

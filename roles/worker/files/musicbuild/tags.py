@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import re
 
@@ -152,8 +153,12 @@ class Art:
         return pic
 
 
-def load_art(source_path: str, cover_file: str | None, max_size: int) -> Art | None:
-    """The track's cover: its embedded front cover, else the folder's cover file, scaled down."""
+def load_art(source_path: str, cover_file: str | None, max_size: int, cache_dir: str | None = None) -> Art | None:
+    """The track's cover: its embedded front cover, else the folder's cover file, scaled down.
+
+    With `cache_dir`, the prepared picture is kept by the digest of the original and the size
+    asked for, so the tracks of an album (and a re-tag) decode and scale it once.
+    """
     data = None
     try:
         pic = pick_picture(FLAC(source_path).pictures)
@@ -169,7 +174,32 @@ def load_art(source_path: str, cover_file: str | None, max_size: int) -> Art | N
             data = None
     if not data:
         return None
-    from PIL import Image  # imported only when there is art to handle
+    cached = None
+    if cache_dir:
+        cached = os.path.join(cache_dir, f"{hashlib.sha1(data).hexdigest()}-{max_size}")
+        try:
+            with open(cached + ".json", encoding="utf-8") as fh:
+                meta = json.load(fh)
+            with open(cached + ".img", "rb") as fh:
+                return Art(fh.read(), meta["mime"], meta["width"], meta["height"])
+        except (OSError, ValueError, KeyError):
+            pass
+    art = prepare_art(data, max_size)
+    if art is not None and cached:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{cached}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(art.data)
+        os.replace(tmp, cached + ".img")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"mime": art.mime, "width": art.width, "height": art.height}, fh)
+        os.replace(tmp, cached + ".json")
+    return art
+
+
+def prepare_art(data: bytes, max_size: int) -> Art | None:
+    """Scale a picture down to `max_size` (longest side; 0 keeps it) as JPEG; keep JPEG/PNG that fit."""
+    from PIL import Image  # imported only when a picture has to be looked at
 
     try:
         image = Image.open(io.BytesIO(data))
