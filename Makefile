@@ -16,7 +16,7 @@ demo: setup
 
 ## Every test layer.
 test: setup
-	$(PYTEST) tests
+	$(PYTEST) -n 2 --dist loadfile tests
 	@if [ -x scripts/molecule.sh ]; then bash scripts/molecule.sh; fi
 	$(MAKE) --no-print-directory lint
 
