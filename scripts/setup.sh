@@ -65,4 +65,4 @@ if [ ! -f "$STAMPS/collections" ] || [ collections/requirements.yml -nt "$STAMPS
   unzip -q -o "$wheel" "${patterns[@]}" -d collections
   touch "$STAMPS/collections"
 fi
-log "ready: $ROOT/.venv ($(.venv/bin/ansible --version | head -n1))"
+log "ready: $ROOT/.venv ($(.venv/bin/ansible --version | sed -n 1p))"
