@@ -149,6 +149,8 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -
     chosen = [p for p in profiles if not only or p in only]
     started = now()
     shutil.rmtree(os.path.join(music, "tmp"), ignore_errors=True)
+    # Prepared cover art is shared by the tracks of one build; start each build afresh.
+    shutil.rmtree(os.path.join(music, "art"), ignore_errors=True)
     os.makedirs(os.path.join(music, "tmp"))
     journal_path = os.path.join(music, "journal.jsonl")
     open(journal_path, "w").close()
