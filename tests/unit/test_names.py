@@ -76,3 +76,24 @@ def test_assignments_are_distinct_and_safe(wanted):
     assert len({v.casefold() for v in out.values()}) == len(out)
     for v in out.values():
         assert names.is_fat32_safe(v), v
+
+
+def test_an_index_file_rewritten_within_the_same_second_moves_on_a_second(tmp_path):
+    # tup compares modification times in whole seconds.
+    import time
+    from musicbuild.scan import settle, write_if_changed
+
+    path = tmp_path / "k.tags"
+    racy = []
+    assert write_if_changed(str(path), "one\n", racy) and racy == []
+    first = path.stat().st_mtime
+    while time.time() - int(first) > 0.8:  # make sure the rewrite falls in the same second
+        time.sleep(0.05)
+        path.write_text("one\n")
+        first = path.stat().st_mtime
+    assert write_if_changed(str(path), "two\n", racy)
+    assert racy == [(str(path), int(first))]
+    settle(racy)
+    assert int(path.stat().st_mtime) > int(first)
+    assert path.stat().st_mtime <= time.time()
+    assert not write_if_changed(str(path), "two\n", racy)

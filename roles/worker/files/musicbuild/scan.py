@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import time
 from dataclasses import dataclass, field
 
 from music_profile import EXTENSIONS
@@ -37,11 +38,19 @@ def _json(data) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True, indent=None, separators=(",", ":")) + "\n"
 
 
-def write_if_changed(path: str, content: str) -> bool:
+def write_if_changed(path: str, content: str, racy: list | None = None) -> bool:
+    """Write `path` atomically, only when its content changes.
+
+    tup notices a changed file by its modification time in whole seconds, so a file rewritten
+    within the second of its previous version could go unnoticed: such paths are added to
+    `racy`, for `settle` to move on once that second is over.
+    """
+    old = None
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             if fh.read() == content:
                 return False
+            old = os.fstat(fh.fileno())
     except FileNotFoundError:
         pass
     head, name = os.path.split(path)
@@ -49,8 +58,26 @@ def write_if_changed(path: str, content: str) -> bool:
     with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
         fh.write(content)
     os.chmod(tmp, 0o644)
+    if old is not None and racy is not None and int(os.stat(tmp).st_mtime) <= int(old.st_mtime):
+        racy.append((path, int(old.st_mtime)))
     os.replace(tmp, path)
     return True
+
+
+def settle(racy: list) -> None:
+    """Give the racy files a modification time in a later second than their previous version."""
+    if not racy:
+        return
+    latest = max(second for _, second in racy)
+    while time.time() < latest + 1.01:
+        time.sleep(min(1.0, latest + 1.01 - time.time()))
+    for path, second in racy:
+        # File times come from the kernel's coarse clock, a tick behind time.time().
+        for _ in range(100):
+            os.utime(path)
+            if int(os.stat(path).st_mtime) > second:
+                break
+            time.sleep(0.01)
 
 
 def walk_sources(sources: str):
@@ -161,6 +188,7 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
     # 3. Index files, written only when their content changes.
     index = os.path.join(tup_root, "index")
     os.makedirs(index, exist_ok=True)
+    racy: list = []
     keep_dirs: dict[str, set[str]] = {}
     for rel_dir, good, others, cover in folders:
         dkey = names.index_key(rel_dir or "(top)")
@@ -170,7 +198,7 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
 
         def put(fname: str, content: str) -> None:
             keep.add(fname)
-            if write_if_changed(os.path.join(dpath, fname), content):
+            if write_if_changed(os.path.join(dpath, fname), content, racy):
                 result.index_changes += 1
 
         cover_path = os.path.join(sources, rel_dir, cover) if cover else None
@@ -199,6 +227,8 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
                     put(f"{key}.{p}.copy", _json({"source": rel, "src": os.path.join(sources, rel),
                                                   "dest": os.path.join(builds, p, dests[p][rel]),
                                                   "sig": sig, "music": music_dir}))
+
+    settle(racy)
 
     # 4. Forget what is gone.
     for dkey in os.listdir(index):
