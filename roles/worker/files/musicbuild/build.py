@@ -166,13 +166,14 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -
     events = read_journal(journal_path)
 
     report = {"profiles": {}, "started": started}
+    usable = set(result.tracks)
     for p in chosen:
         mine = [e for e in events if e.get("profile") == p]
         failed = [{"source": f["source"], "reason": f["reason"]} for f in result.failed]
         failed += [{"source": e["source"], "reason": e["reason"]} for e in mine if e["event"] == "failed"]
         encoded = sum(1 for e in mine if e["event"] == "encoded")
         retagged = sum(1 for e in mine if e["event"] == "retagged")
-        track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in set(result.tracks))
+        track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in usable)
         write_playlists(result.playlists[p], os.path.join(builds, p), result.expected[p])
         removed = prune(os.path.join(builds, p), result.expected[p])
         report["profiles"][p] = {

@@ -29,7 +29,6 @@ class ScanResult:
     tracks: list[str] = field(default_factory=list)          # relpaths of usable tracks
     failed: list[dict] = field(default_factory=list)         # {"source", "reason"}
     expected: dict[str, set[str]] = field(default_factory=dict)  # profile -> dest relpaths kept
-    track_dests: dict[str, dict[str, str]] = field(default_factory=dict)  # profile -> relpath -> dest
     playlists: dict[str, list[dict]] = field(default_factory=dict)  # profile -> album playlist specs
     index_changes: int = 0
 
@@ -248,7 +247,6 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
         result.expected[p] = set(dests[p].values())
         result.playlists[p] = [playlist_spec(rel_dir, good, new_sources, dests[p], builds, p, prof)
                                for rel_dir, good, _, _ in folders if prof["playlists"] and good]
-        result.track_dests[p] = {rel: dests[p][rel] for rel in result.tracks + [f["source"] for f in result.failed] if rel in dests[p]}
 
     cache["sources"] = new_sources
     save_cache(cache_path, cache)
