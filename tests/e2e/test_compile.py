@@ -98,7 +98,10 @@ def test_first_run_builds_every_good_track_and_fails_naming_the_bad_ones(compile
 def test_report(compiled):
     rep = report(compiled["builds"])
     n = len(good_sources(compiled["src"]))
-    assert set(rep) == {"profiles", "started", "finished"}
+    assert set(rep) == {"profiles", "started", "finished", "encode_service_commands"}
+    # Every command tup ran (one final journal event each) went through the encode service.
+    commands = [e for e in journal(compiled["builds"]) if e["event"] != "encoder"]
+    assert rep["encode_service_commands"] == len(commands) >= n * len(PROFILES)
     assert rep["started"] <= rep["finished"] and rep["started"].endswith("+00:00")
     assert set(rep["profiles"]) == set(PROFILES)
     for name, prof in rep["profiles"].items():

@@ -5,15 +5,19 @@ import re
 import os
 import shutil
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import mutagen
 import pytest
+from hypothesis import given, strategies as st
 from mutagen.flac import FLAC
 from mutagen.id3 import ID3
 from mutagen.mp3 import BitrateMode
 from PIL import Image
 
-from musicbuild import encode, tags
+from musicbuild import encode, service, tags, wire
 from sample_library import make_image, synth_flac, tag_track
 
 
@@ -180,3 +184,95 @@ def test_prepared_art_is_cached_by_picture_and_size(flac_file, tmp_path):
     other = tags.load_art(str(flac_file), None, 100, str(cache))
     assert max(Image.open(io.BytesIO(other.data)).size) == 100
     assert len(list(cache.glob("*.img"))) == 2
+
+
+# --- the encode service: music-encode hands its command to a process with everything loaded ---
+
+PROGRAM = Path(encode.__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def no_bytecode_in_the_role(monkeypatch):
+    """The service's interpreter inherits this; the role's files must stay as committed."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+
+
+@pytest.fixture
+def music_encode(tmp_path):
+    """The real music-encode, installed as the worker role installs it (it writes bytecode)."""
+    installed = tmp_path / "program"
+    shutil.copytree(PROGRAM, installed, ignore=shutil.ignore_patterns("__pycache__"))
+    return str(installed / "bin" / "music-encode")
+
+
+def _encode_cli(music_encode, index, service, codec="mp3"):
+    """The real music-encode command, as tup runs it: from the index folder, relative paths."""
+    argv = [music_encode, "track", "--profile", "car", "--codec", codec, "--quality", "2", "--art", "y",
+            "--art-max-size", "200", "--audio", "k.audio", "--tags", "k.tags", "--track", "k.car.track",
+            "--receipt", "k.car.done"]
+    return subprocess.run(argv, cwd=index, capture_output=True, text=True,
+                          env={"PATH": os.environ["PATH"], "MUSIC_ENCODE_SERVICE": service or ""})
+
+
+@given(st.lists(st.binary(max_size=40), max_size=8))
+def test_wire_messages_round_trip(fields):
+    assert wire.unpack(wire.pack(fields)) == fields
+
+
+def test_wire_refuses_truncated_and_foreign_requests():
+    whole = wire.request("/idx", ["track", "--audio", "k.audio"], {"k.audio": b'{"md5": "x"}'})
+    assert wire.parse_request(whole) == ("/idx", ["track", "--audio", "k.audio"], {"k.audio": b'{"md5": "x"}'})
+    for bad in (whole[:-3], b"9:" + whole[2:], b"1:2" + whole[3:], b"junk"):
+        with pytest.raises(ValueError):
+            wire.parse_request(bad)
+
+
+def test_service_makes_the_same_output_and_relays_failures(flac_file, tmp_path, music_encode):
+    index, dest, builds = _spec_files(tmp_path, flac_file)
+    svc = service.Service(str(builds / ".music"))
+    try:
+        name = svc.name()
+        assert name
+        done = _encode_cli(music_encode, index, name)
+        assert done.returncode == 0, done.stderr
+        assert (index / "k.car.done").read_text().startswith("encoded ")
+        assert ID3(dest)["TIT2"].text == ["One"] and ID3(dest).getall("APIC")
+        assert _events(builds) == ["encoder", "encoded"]
+        # The command's own errors come back with its exit status and words.
+        bad = _encode_cli(music_encode, index, name, codec="wav")
+        assert bad.returncode == 2 and "invalid choice: 'wav'" in bad.stderr
+        truncated = tmp_path / "trunc.flac"
+        truncated.write_bytes(flac_file.read_bytes()[: flac_file.stat().st_size // 2])
+        spec = json.loads((index / "k.car.track").read_text())
+        (index / "k.car.track").write_text(json.dumps(spec | {"src": str(truncated), "dest": str(dest) + ".2"}))
+        failed = _encode_cli(music_encode, index, name)
+        assert failed.returncode == 1 and "truncated or damaged" in failed.stderr
+        assert not Path(str(dest) + ".2").exists()
+    finally:
+        served = svc.stop()
+    assert served == 3
+    # Without its service (a stale name), music-encode does the work itself.
+    (index / "k.car.track").write_text(json.dumps(spec))
+    (index / "k.car.done").unlink()
+    dest.unlink()
+    shutil.rmtree(builds / ".music" / "state")
+    alone = _encode_cli(music_encode, index, name)
+    assert alone.returncode == 0, alone.stderr
+    assert (index / "k.car.done").read_text().startswith("encoded ") and ID3(dest)["TIT2"].text == ["One"]
+
+
+def test_service_ends_with_the_build_that_started_it(tmp_path):
+    """A build killed outright leaves no service behind."""
+    music = tmp_path / ".music"
+    music.mkdir()
+    parent = subprocess.run([sys.executable, "-c", (
+        "import os, sys; sys.path[:0] = sys.argv[1:3]\n"
+        "from musicbuild import service\n"
+        "s = service.Service(sys.argv[3]); s.name(); print(s._proc.pid, flush=True); os._exit(9)"),
+        str(PROGRAM), str(PROGRAM.parents[2] / "plugins" / "module_utils"), str(music)], capture_output=True, text=True)
+    assert parent.returncode == 9, parent.stderr
+    pid = int(parent.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()

@@ -7,6 +7,9 @@ if profile == '' then
   return
 end
 
+-- music-encode hands its work to the build's encode service (musicbuild/service.py).
+tup.export('MUSIC_ENCODE_SERVICE')
+
 local track_args = ' --profile ' .. profile .. ' --codec ' .. tup.getconfig('CODEC')
 for _, setting in ipairs({'COMPRESSION_LEVEL', 'BITRATE', 'QUALITY'}) do
   local value = tup.getconfig(setting)

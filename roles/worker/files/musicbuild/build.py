@@ -22,7 +22,7 @@ import sys
 
 from music_profile import ProfileError, parse_tup_config
 
-from . import scan
+from . import scan, service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AUDIO_EXTS = (".flac", ".opus", ".mp3", ".ogg")
@@ -64,11 +64,12 @@ def install_rules(tup_root: str) -> None:
         scan.write_if_changed(os.path.join(folder, "Tupfile.lua"), "-- nothing to build here\n")
 
 
-def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str]) -> int:
+def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service: str | None) -> int:
     if not os.path.isdir(os.path.join(tup_root, ".tup")):
         subprocess.run(["tup", "init"], cwd=tup_root, check=True, stdout=subprocess.DEVNULL)
     bindir = os.path.join(os.path.dirname(HERE), "bin")
-    env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/")}
+    env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/"),
+           "MUSIC_ENCODE_SERVICE": service or ""}
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}", *targets], cwd=tup_root, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
@@ -156,16 +157,20 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -
     open(journal_path, "w").close()
     install_rules(tup_root)
 
-    say(f"scanning {sources}; building {', '.join(chosen)}")
-    result = scan.scan(sources, builds, tup_root, profiles, os.path.join(music, "scan-cache.json"))
-    say(f"{len(result.tracks)} tracks, {len(result.failed)} unusable, {result.index_changes} index changes")
-    for p in chosen:
-        os.makedirs(os.path.join(builds, p), exist_ok=True)
-    # Only the chosen variants are brought up to date; the others wait for their turn.
-    rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [])
+    encode_service = service.Service(music)  # it loads its libraries while the sources are scanned
+    try:
+        say(f"scanning {sources}; building {', '.join(chosen)}")
+        result = scan.scan(sources, builds, tup_root, profiles, os.path.join(music, "scan-cache.json"))
+        say(f"{len(result.tracks)} tracks, {len(result.failed)} unusable, {result.index_changes} index changes")
+        for p in chosen:
+            os.makedirs(os.path.join(builds, p), exist_ok=True)
+        # Only the chosen variants are brought up to date; the others wait for their turn.
+        rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [], encode_service.name())
+    finally:
+        served = encode_service.stop()
     events = read_journal(journal_path)
 
-    report = {"profiles": {}, "started": started}
+    report = {"profiles": {}, "started": started, "encode_service_commands": served}
     usable = set(result.tracks)
     for p in chosen:
         mine = [e for e in events if e.get("profile") == p]

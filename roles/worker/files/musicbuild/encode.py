@@ -92,15 +92,16 @@ def publish(tmp: str, dest: str) -> None:
     os.replace(tmp, dest)
 
 
-def cmd_track(args) -> int:
-    spec = _read_json(args.track)
-    audio = _read_json(args.audio)
-    tag_info = _read_json(args.tags)
+def cmd_track(args, inputs) -> tuple[int, str | None]:
+    spec = inputs(args.track)
+    audio = inputs(args.audio)
+    tag_info = inputs(args.tags)
     profile, codec = args.profile, args.codec
     settings = {"compression_level": args.compression_level, "bitrate": args.bitrate, "quality": args.quality}
     music = spec["music"]
     key = os.path.basename(args.track)[: -len(f".{profile}.track")]
-    state_path = os.path.join(music, "state", profile, os.path.basename(os.path.dirname(os.path.abspath(args.track))), key + ".json")
+    folder = os.path.basename(os.path.dirname(os.path.normpath(os.path.join(args.cwd, args.track))))
+    state_path = os.path.join(music, "state", profile, folder, key + ".json")
     audio_key = _digest(audio, codec, settings)
     tags_key = _digest(tag_info, codec, args.art, args.art_max_size)
     try:
@@ -143,15 +144,13 @@ def cmd_track(args) -> int:
             _write_json(state_path, state)
         journal(music, profile=profile, event="failed", source=spec["source"], reason=reason)
         print(f"music-encode: {profile}: {spec['source']}: {reason}", file=sys.stderr)
-        return 1
+        return 1, None
     journal(music, profile=profile, event=event, source=spec["source"])
-    with open(args.receipt, "w", encoding="utf-8") as fh:
-        fh.write(f"{event} {time.time():.0f}\n")
-    return 0
+    return 0, f"{event} {time.time():.0f}\n"
 
 
-def cmd_copy(args) -> int:
-    spec = _read_json(args.copy)
+def cmd_copy(args, inputs) -> tuple[int, str | None]:
+    spec = inputs(args.copy)
     music = spec["music"]
     tmpdir = os.path.join(music, "tmp")
     os.makedirs(tmpdir, exist_ok=True)
@@ -163,14 +162,12 @@ def cmd_copy(args) -> int:
         if os.path.exists(tmp):
             os.unlink(tmp)
         journal(music, profile=args.profile, event="failed", source=spec["source"], reason=f"copy failed: {exc.strerror}")
-        return 1
+        return 1, None
     journal(music, profile=args.profile, event="copied", source=spec["source"])
-    with open(args.receipt, "w", encoding="utf-8") as fh:
-        fh.write("copied\n")
-    return 0
+    return 0, "copied\n"
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="music-encode", description="Make one output of a music build (run by tup).")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("track", help="encode or re-tag one track for one profile")
@@ -189,5 +186,32 @@ def main(argv=None) -> int:
     c.add_argument("--profile", required=True)
     c.add_argument("--copy", required=True)
     c.add_argument("--receipt", required=True)
-    args = parser.parse_args(argv)
-    return {"track": cmd_track, "copy": cmd_copy}[args.command](args)
+    return parser
+
+
+def execute(argv: list[str], cwd: str, inputs: dict[str, bytes] | None = None) -> tuple[int, str | None, str]:
+    """Run one command; returns its exit code, the receipt's text (None on failure) and the
+    receipt's path.
+
+    `inputs` maps the index files named by --audio/--tags/--track/--copy (as written on the
+    command line) to their bytes, as the encode service receives them from its client;
+    without them the files are read from disk, relative to `cwd`.
+    """
+    args = parser().parse_args(argv)
+    args.cwd = cwd
+
+    def load(path):
+        if inputs is not None and path in inputs:
+            return json.loads(inputs[path].decode("utf-8", "surrogateescape"))
+        return _read_json(os.path.join(cwd, path))
+
+    code, receipt = {"track": cmd_track, "copy": cmd_copy}[args.command](args, load)
+    return code, receipt, args.receipt
+
+
+def main(argv=None) -> int:
+    code, receipt, receipt_path = execute(sys.argv[1:] if argv is None else argv, os.getcwd())
+    if receipt is not None:
+        with open(receipt_path, "w", encoding="utf-8") as fh:
+            fh.write(receipt)
+    return code
