@@ -20,6 +20,11 @@ def _others(total: dict) -> str:
     return f"{sum(x['other_load_cores'] * x['wall_s'] for x in runs) / wall:.2f}" if wall else ""
 
 
+def _table(title: str, *columns: str) -> list[str]:
+    """A section heading and the head of its table."""
+    return ["", f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def markdown(r: dict) -> str:
     m = r["machine"]
     lines = [
@@ -34,11 +39,7 @@ def markdown(r: dict) -> str:
         f"{r['total']['wall_s'] / 60:.1f} min. \"Other load\" is the CPU the rest of the machine used "
         "during a step, in cores (from /proc/stat, minus this run's own CPU): figures with other load "
         "above ~0.2 were taken on a shared, busy machine.",
-        "",
-        "## Targets",
-        "",
-        "| target | measured | met |",
-        "|---|---|---|",
+        *_table("Targets", "target", "measured", "met"),
     ]
     for t in r["targets"]:
         value = t["value"] if not isinstance(t["value"], dict) else ", ".join(f"{k} {v}" for k, v in t["value"].items())
@@ -46,14 +47,9 @@ def markdown(r: dict) -> str:
 
     t = r.get("throughput")
     if t:
-        lines += [
-            "",
-            f"## Throughput: {t['tracks']} tracks, {t['audio_s'] / 60:.0f} min of audio, profiles "
-            f"{', '.join(t['profiles'])}, {t['jobs']} jobs",
-            "",
-            "| run | wall s | CPU s | audio-s per wall-s | other load (cores) |",
-            "|---|---|---|---|---|",
-        ]
+        lines += _table(f"Throughput: {t['tracks']} tracks, {t['audio_s'] / 60:.0f} min of audio, profiles "
+                        f"{', '.join(t['profiles'])}, {t['jobs']} jobs",
+                        "run", "wall s", "CPU s", "audio-s per wall-s", "other load (cores)")
         audio = t["audio_s"] * len(t["profiles"])
         for label, key in (("bare encoders, 1 process", "bare_single"),
                            (f"bare encoders, {t['jobs']} processes", "bare_parallel"),
@@ -90,14 +86,9 @@ def markdown(r: dict) -> str:
             lines.append(f"- beets: {b.get('skipped')}")
     s = r.get("scale")
     if s:
-        lines += [
-            "",
-            f"## Scale: {s['tracks']} tracks ({s['track_s']:g} s each; one 12-track album of "
-            f"{s['album_track_s']:g} s tracks), profile(s) {', '.join(s['profiles'])}, {s['jobs']} jobs",
-            "",
-            "| build | music-build wall s | tup s | CPU s | encoder runs | retagged | other load (cores) |",
-            "|---|---|---|---|---|---|---|",
-        ]
+        lines += _table(f"Scale: {s['tracks']} tracks ({s['track_s']:g} s each; one 12-track album of "
+                        f"{s['album_track_s']:g} s tracks), profile(s) {', '.join(s['profiles'])}, {s['jobs']} jobs",
+                        "build", "music-build wall s", "tup s", "CPU s", "encoder runs", "retagged", "other load (cores)")
         for label, key in (("first build", "build_first"), ("no change", "nochange"),
                            ("no change, again", "nochange_again"), ("one track's audio changed", "one_track"),
                            ("tag-only edit of the 12-track album", "album_tags"),
@@ -124,12 +115,8 @@ def markdown(r: dict) -> str:
         ]
     c = r.get("control")
     if c:
-        lines += [
-            "",
-            "## Control plane against moto (requests counted at the server)",
-            "",
-            "| run | wall s | CPU s | changed / deleted | AWS API requests |",
-            "|---|---|---|---|---|",
+        lines += _table("Control plane against moto (requests counted at the server)",
+                        "run", "wall s", "CPU s", "changed / deleted", "AWS API requests") + [
             f"| provision.yml, first run | {_s(c['provision_first']['wall_s'])} | {_s(c['provision_first']['cpu_s'])} | "
             f"{c['provision_first']['changed']} | {c['provision_first']['api_requests']} |",
             f"| provision.yml, re-run | {_s(c['provision_again']['wall_s'])} | {_s(c['provision_again']['cpu_s'])} | "
