@@ -64,12 +64,12 @@ def install_rules(tup_root: str) -> None:
         scan.write_if_changed(os.path.join(folder, "Tupfile.lua"), "-- nothing to build here\n")
 
 
-def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service: str | None) -> int:
+def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service_name: str | None) -> int:
     if not os.path.isdir(os.path.join(tup_root, ".tup")):
         subprocess.run(["tup", "init"], cwd=tup_root, check=True, stdout=subprocess.DEVNULL)
     bindir = os.path.join(os.path.dirname(HERE), "bin")
     env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/"),
-           "MUSIC_ENCODE_SERVICE": service or ""}
+           "MUSIC_ENCODE_SERVICE": service_name or ""}
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}", *targets], cwd=tup_root, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")

@@ -44,18 +44,9 @@ def preload() -> None:
     encode.parser()
 
 
-def _receive(conn: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        chunk = conn.recv(1 << 16)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
 def handle(conn: socket.socket) -> None:
     """Run one command for a client (in a forked child) and answer it."""
-    cwd, argv, inputs = wire.parse_request(_receive(conn))
+    cwd, argv, inputs = wire.parse_request(wire.receive(conn))
     err = io.StringIO()
     receipt = None
     with contextlib.redirect_stderr(err):

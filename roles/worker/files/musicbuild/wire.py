@@ -50,15 +50,23 @@ def parse_request(data: bytes):
     return os.fsdecode(fields[1]), argv, inputs
 
 
+def _drain(read) -> bytes:
+    """Everything `read(size)` gives until it gives nothing (end of file or of the stream)."""
+    chunks = []
+    while chunk := read(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def receive(sock) -> bytes:
+    """Everything the other end sends until it shuts its side down."""
+    return _drain(sock.recv)
+
+
 def _read(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
+        return _drain(lambda size: os.read(fd, size))
     finally:
         os.close(fd)
 
@@ -89,13 +97,7 @@ def delegate(argv: list, service: str | None):
         sock.connect("\0" + service)
         sock.sendall(request(os.getcwd(), argv, inputs))
         sock.shutdown(_socket.SHUT_WR)
-        chunks = []
-        while True:
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        code, text, stderr = unpack(b"".join(chunks))
+        code, text, stderr = unpack(receive(sock))
         code = int(code)
     except (OSError, ValueError):
         return None
