@@ -12,7 +12,7 @@ chmod 755 "$DEMO"
 
 if [ ! -d "$DEMO/library" ]; then
   echo "== Generating a sample library in $DEMO/library"
-  /usr/bin/python3 scripts/sample_library.py "$DEMO/library" --albums 4 --tracks 4 --seconds 8
+  .venv/bin/python -m music_devkit.library "$DEMO/library" --albums 4 --tracks 4 --seconds 8
 fi
 
 echo "== Compiling $DEMO/library into the profiles of group_vars/all/profiles.yml"

@@ -48,6 +48,16 @@ if [ ! -f "$STAMPS/pip" ] || [ requirements.txt -nt "$STAMPS/pip" ] || [ require
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
   touch "$STAMPS/pip"
 fi
+# The build program and the development tools, editable; the collections folder on the path so
+# Python (tests, bench) imports this collection as ansible_collections.music.profiles.
+if [ ! -f "$STAMPS/projects" ] || [ roles/worker/files/music-build/pyproject.toml -nt "$STAMPS/projects" ] \
+   || [ devkit/pyproject.toml -nt "$STAMPS/projects" ] || [ "$STAMPS/pip" -nt "$STAMPS/projects" ]; then
+  log "installing the build program and the development tools into .venv (editable)"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e roles/worker/files/music-build -e devkit
+  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  echo "$ROOT/collections" > "$site/music_profiles_collections.pth"
+  touch "$STAMPS/projects"
+fi
 
 # 3. Collections from the `ansible` wheel ------------------------------------
 if [ ! -f "$STAMPS/collections" ] || [ collections/requirements.yml -nt "$STAMPS/collections" ]; then

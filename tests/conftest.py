@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,6 @@ settings.register_profile("project", deadline=None, suppress_health_check=[Healt
 settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parent.parent
-# The worker role copies roles/worker/files to hosts: keep bytecode out of it.
-sys.dont_write_bytecode = True
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-sys.path.insert(0, str(ROOT / "roles" / "worker" / "files"))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +23,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def moto_server():
     """One moto server per test session, on a free loopback port."""
-    from moto_harness import MotoServer
+    from music_devkit.moto import MotoServer
 
     server = MotoServer().start()
     yield server

@@ -102,7 +102,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
-from ansible.module_utils.music_profile import ProfileError, parse_tup_config, render_tup_config
+from ansible_collections.music.profiles.plugins.module_utils.music_profile import ProfileError, parse_tup_config, render_tup_config
 
 
 def read_existing(path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from compile_helpers import encoder_runs, files_under, recap, report, run_playbook, scratch
-from sample_library import make_library
+from music_devkit.library import make_library
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from compile_helpers import BAD, ODD_NAMES, add_odd_and_bad_files, encoder_runs, journal, recap, report, run_playbook, scratch
 from musicbuild.names import is_fat32_safe
-from sample_library import make_library
+from music_devkit.library import make_library
 
 pytestmark = pytest.mark.slow
 PROFILES = ("flac", "phone", "car")

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-import aws_helpers as h
+from music_devkit import aws as h
 
 
 def _launch(ec2, image, **tags):

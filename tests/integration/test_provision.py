@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import aws_helpers as h
+from music_devkit import aws as h
 
 # Both modules reset the shared moto server at their start: keep them on one xdist worker
 # (pytest -n N --dist loadgroup); without xdist they run one after the other anyway.

@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta, timezone
 
-import aws_moto_fixes
+from music_devkit import moto_fixes
 import pytest
 
-from rotate_world import (
+from music_devkit.rotate_world import (
     backend,
     bulk_snapshots,
     changed_count,
@@ -37,7 +37,7 @@ MUSIC = {"Project": "music"}
 @pytest.fixture(autouse=True)
 def _moto_like_ec2():
     # Real EC2's answers where moto 5.2 differs (blank volumes' SnapshotId, ...).
-    aws_moto_fixes.apply()
+    moto_fixes.apply()
     with indexed_moto_tags():
         yield
 

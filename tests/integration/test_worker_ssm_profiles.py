@@ -3,9 +3,9 @@ import json
 import subprocess
 import sys
 
-from music_profile import parse_tup_config, render_tup_config
+from musicbuild.profile import parse_tup_config, render_tup_config
 
-SCRIPT = "roles/worker/files/bin/music-ssm-profiles"
+SCRIPT = "roles/worker/files/music-build/music-ssm-profiles"
 
 
 def test_reads_every_profile_config_under_the_path(aws, repo_root):

@@ -3,7 +3,7 @@ import pytest
 import yaml
 from hypothesis import given, strategies as st
 
-from music_profile import (
+from ansible_collections.music.profiles.plugins.module_utils.music_profile import (
     MP3_CBR_BITRATES, ProfileError, normalize_profile, parse_tup_config, render_tup_config,
 )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import role_docs
+from music_devkit import role_docs
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from snapshot_policy import (
+from ansible_collections.music.profiles.plugins.module_utils.snapshot_policy import (
     BUCKET_RULES,
     Policy,
     PolicyError,
@@ -308,6 +308,59 @@ def test_a_policy_that_keeps_nothing_is_refused():
 def test_negative_counts_are_refused_naming_the_option(option):
     with pytest.raises(PolicyError, match=option):
         Policy(keep_last=1, **{option: -1}) if option != "keep_last" else Policy(keep_last=-1, keep_daily=1)
+
+
+def test_plan_after_the_deletes_counts_only_what_went_and_keeps_what_was_refused():
+    # What ebs_snapshot_rotate does with the API's answers: "old" is deleted, "in-use" is
+    # refused (kept, reason in-use), "vanished" was already gone (left out of the lineage).
+    t = datetime(2024, 5, 1, tzinfo=UTC)
+    snaps = [Snapshot(sid, t - timedelta(days=age), "completed", {"Lineage": "builds"})
+             for age, sid in enumerate(["newest", "old", "in-use", "vanished"])]
+    result = plan(snaps, Policy(keep_last=1), NOW)
+    assert result.delete == ["vanished", "in-use", "old"]
+    result.keep_instead("in-use", "in-use")
+    result.record_deletes(["old"], {"vanished"})
+    assert result.delete == ["old"]
+    reasons = {k["snapshot_id"]: k["reasons"] for k in result.kept_list()}
+    assert reasons == {"newest": ["newest", "last"], "in-use": ["in-use"]}
+    assert result.kept["in-use"]["lineage"] == "builds"
+    summary = result.summary()["builds"]
+    assert (summary["total"], summary["kept"], summary["deleted"]) == (3, 2, 1)
+    assert summary["newest"] == "newest"
+    assert summary["oldest_kept_time"] == (t - timedelta(days=2)).isoformat()
+
+
+def test_plan_diff_shows_each_lineage_before_and_after():
+    t = datetime(2024, 5, 1, 2, tzinfo=UTC)
+    snaps = [
+        Snapshot("b-new", t, "completed", {"Lineage": "builds"}),
+        Snapshot("b-old", t - timedelta(days=1), "completed", {"Lineage": "builds"}),
+        Snapshot("s-only", t, "completed", {"Lineage": "sources"}),
+        Snapshot("stray", t, "completed", {}),
+    ]
+    diffs = plan(snaps, Policy(keep_last=1), NOW).diff()
+    assert diffs == [
+        {
+            "before_header": "lineage builds (2 snapshots)",
+            "after_header": "lineage builds (1 snapshots)",
+            "before": "2024-05-01T02:00:00Z b-new\n2024-04-30T02:00:00Z b-old\n",
+            "after": "2024-05-01T02:00:00Z b-new\n",
+        },
+        {
+            "before_header": "lineage sources (1 snapshots)",
+            "after_header": "lineage sources (1 snapshots)",
+            "before": "2024-05-01T02:00:00Z s-only\n",
+            "after": "2024-05-01T02:00:00Z s-only\n",
+        },
+    ]
+
+
+def test_plan_diff_of_a_lineage_emptied_by_vanished_snapshots_has_empty_sides():
+    s = Snapshot("gone", NOW - timedelta(days=1), "completed", {"Lineage": "x"})
+    result = plan([s], Policy(keep_last=1), NOW)
+    result.record_deletes([], {"gone"})
+    assert result.diff() == [{"before_header": "lineage x (0 snapshots)", "after_header": "lineage x (0 snapshots)",
+                              "before": "\n", "after": ""}]
 
 
 def test_a_snapshot_listed_twice_is_an_error():

@@ -4,21 +4,12 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-import importlib.util
-import sys
+from ansible_collections.music.profiles.plugins.modules import tup_profile
 
 
 @pytest.fixture(scope="module")
-def module(repo_root):
-    # The module imports ansible.module_utils.music_profile: make it importable as such.
-    import ansible.module_utils
-    import music_profile
-    sys.modules.setdefault("ansible.module_utils.music_profile", music_profile)
-    ansible.module_utils.music_profile = music_profile
-    spec = importlib.util.spec_from_file_location("tup_profile", repo_root / "plugins/modules/tup_profile.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def module():
+    return tup_profile
 
 
 def run(module, capsys, **args):

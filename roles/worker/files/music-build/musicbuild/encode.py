@@ -17,6 +17,7 @@ import sys
 import time
 
 from . import tags
+from .fsutil import write_json
 
 def journal(music_dir: str, **event) -> None:
     """Append one event to the running build's journal (one short line, O_APPEND)."""
@@ -80,10 +81,7 @@ def _read_json(path: str):
 
 def _write_json(path: str, data) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
-        json.dump(data, fh, ensure_ascii=False)
-    os.replace(tmp, path)
+    write_json(path, data)
 
 
 def publish(tmp: str, dest: str) -> None:

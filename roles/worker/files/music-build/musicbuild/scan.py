@@ -17,9 +17,10 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from music_profile import EXTENSIONS
+from .profile import EXTENSIONS
 
 from . import names, tags
+from .fsutil import atomic_write, write_json
 
 CACHE_VERSION = 1
 
@@ -52,14 +53,9 @@ def write_if_changed(path: str, content: str, racy: list | None = None) -> bool:
             old = os.fstat(fh.fileno())
     except FileNotFoundError:
         pass
-    head, name = os.path.split(path)
-    tmp = os.path.join(head, f".{name}.tmp")
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
-        fh.write(content)
-    os.chmod(tmp, 0o644)
-    if old is not None and racy is not None and int(os.stat(tmp).st_mtime) <= int(old.st_mtime):
+    new = atomic_write(path, content)
+    if old is not None and racy is not None and int(new.st_mtime) <= int(old.st_mtime):
         racy.append((path, int(old.st_mtime)))
-    os.replace(tmp, path)
     return True
 
 
@@ -104,10 +100,7 @@ def load_cache(path: str) -> dict:
 
 
 def save_cache(path: str, cache: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
-        json.dump(cache, fh, ensure_ascii=False, separators=(",", ":"))
-    os.replace(tmp, path)
+    write_json(path, cache, separators=(",", ":"))
 
 
 def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], cache_path: str,

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Print {name: tup.config text} for the SSM parameters <path>/<name>/config.
 
 Run on the worker with its instance role: music-ssm-profiles /music/profiles [region]

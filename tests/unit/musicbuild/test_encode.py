@@ -17,8 +17,9 @@ from mutagen.id3 import ID3
 from mutagen.mp3 import BitrateMode
 from PIL import Image
 
+from ansible_collections.music.profiles.plugins.lookup import build_program
 from musicbuild import encode, service, tags, wire
-from sample_library import make_image, synth_flac, tag_track
+from music_devkit.library import make_image, synth_flac, tag_track
 
 
 @pytest.fixture
@@ -199,10 +200,13 @@ def no_bytecode_in_the_role(monkeypatch):
 
 @pytest.fixture
 def music_encode(tmp_path):
-    """The real music-encode, installed as the worker role installs it (it writes bytecode)."""
-    installed = tmp_path / "program"
-    shutil.copytree(PROGRAM, installed, ignore=shutil.ignore_patterns("__pycache__"))
-    return str(installed / "bin" / "music-encode")
+    """The real music-encode, installed as the worker role installs it: packed into one archive
+    by the role's lookup, unpacked and precompiled by the archive's own installer."""
+    packed = build_program.pack(str(PROGRAM), str(tmp_path))
+    run = subprocess.run(["/usr/bin/python3", "-I", packed["path"], "install", "--into", str(tmp_path / "program")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return str(tmp_path / "program" / "current" / "music-encode")
 
 
 def _encode_cli(music_encode, index, service, codec="mp3"):
@@ -266,10 +270,10 @@ def test_service_ends_with_the_build_that_started_it(tmp_path):
     music = tmp_path / ".music"
     music.mkdir()
     parent = subprocess.run([sys.executable, "-c", (
-        "import os, sys; sys.path[:0] = sys.argv[1:3]\n"
+        "import os, sys\n"
         "from musicbuild import service\n"
-        "s = service.Service(sys.argv[3]); s.name(); print(s._proc.pid, flush=True); os._exit(9)"),
-        str(PROGRAM), str(PROGRAM.parents[2] / "plugins" / "module_utils"), str(music)], capture_output=True, text=True)
+        "s = service.Service(sys.argv[1]); s.name(); print(s._proc.pid, flush=True); os._exit(9)"),
+        str(music)], capture_output=True, text=True)
     assert parent.returncode == 9, parent.stderr
     pid = int(parent.stdout.split()[0])
     deadline = time.monotonic() + 10

@@ -13,6 +13,8 @@ from mutagen.id3 import (
     APIC, COMM, ID3, TXXX, UFID, USLT, Frames, ID3NoHeaderError, PictureType,
 )
 
+from .fsutil import atomic_write, write_json
+
 COVER_NAMES = ("cover", "folder", "front", "albumart")
 COVER_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -187,13 +189,8 @@ def load_art(source_path: str, cover_file: str | None, max_size: int, cache_dir:
     art = prepare_art(data, max_size)
     if art is not None and cached:
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{cached}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            fh.write(art.data)
-        os.replace(tmp, cached + ".img")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"mime": art.mime, "width": art.width, "height": art.height}, fh)
-        os.replace(tmp, cached + ".json")
+        atomic_write(cached + ".img", art.data)
+        write_json(cached + ".json", {"mime": art.mime, "width": art.width, "height": art.height})
     return art
 
 

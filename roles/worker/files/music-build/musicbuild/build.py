@@ -20,9 +20,10 @@ import shutil
 import subprocess
 import sys
 
-from music_profile import ProfileError, parse_tup_config
+from .profile import ProfileError, parse_tup_config
 
 from . import scan, service
+from .fsutil import write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AUDIO_EXTS = (".flac", ".opus", ".mp3", ".ogg")
@@ -194,11 +195,7 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -
         tail = open(os.path.join(music, "build.log"), encoding="utf-8", errors="replace").read()[-2000:]
         raise BuildError(f"tup failed (exit {rc}) without a track failure; see {music}/build.log:\n{tail}")
     report["finished"] = now()
-    tmp = os.path.join(builds, ".report.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, os.path.join(builds, "report.json"))
+    write_json(os.path.join(builds, "report.json"), report, indent=2)
     for p, r in report["profiles"].items():
         say(f"{p}: {r['encoded']} encoded, {r['retagged']} retagged, {r['unchanged']} unchanged, "
             f"{r['removed']} removed, {len(r['failed'])} failed")
