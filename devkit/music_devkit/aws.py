@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aws_moto_fixes
+from . import moto_fixes
 
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = "inventory/aws_ec2.yml"
@@ -99,7 +99,7 @@ class Run:
 def playbook(moto, name: str, *args: str, check: bool = False, control_plane_only: bool = True,
              env: dict | None = None) -> Run:
     """ansible-playbook -i inventory/aws_ec2.yml playbooks/<name> against moto; JSON output."""
-    aws_moto_fixes.apply()
+    moto_fixes.apply()
     cmd = [str(ROOT / ".venv/bin/ansible-playbook"), "-i", INVENTORY, f"playbooks/{name}", *MOTO_IMAGE]
     if control_plane_only:
         cmd += ["-i", controller_inventory(), *CONTROL_PLANE_ONLY]

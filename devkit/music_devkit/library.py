@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate a small lossless library: tagged FLAC albums with synthesised audio and cover art.
 
-    python3 scripts/sample_library.py OUT_DIR [--albums N] [--tracks N] [--seconds S]
+    python3 -m music_devkit.library OUT_DIR [--albums N] [--tracks N] [--seconds S]
 
 Audio comes from sox (a different chord per track), tags are written with mutagen
 (multi-valued artists, MusicBrainz ids, dates, disc/track numbers with totals,

@@ -2,7 +2,7 @@
 
 Each fix corrects moto's *answers* (what real EC2 returns); the playbooks are not changed
 to suit moto. The fixes patch moto's classes in this process, so they apply to the
-ThreadedMotoServer that tests/moto_harness.py starts in the pytest process.
+ThreadedMotoServer that music_devkit/moto.py starts in the pytest process.
 
 1. DescribeVolumes: real EC2 always returns MultiAttachEnabled (false by default); moto
    leaves it out unless it was set at creation, and amazon.aws.ec2_vol then fails with

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BEGIN = "<!-- BEGIN VARIABLES (generated from meta/argument_specs.yml) -->"
 END = "<!-- END VARIABLES -->"
 _MARKUP = re.compile(r"\b([CIBMOVURL])\(([^()]*)\)")

@@ -22,7 +22,7 @@ from moto.ec2.models import ec2_backends
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 
-from moto_harness import REGION
+from .moto import REGION
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = timezone.utc
