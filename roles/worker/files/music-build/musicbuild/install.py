@@ -24,6 +24,7 @@ import zipfile
 
 LAUNCHERS = ("music-build", "music-encode", "music-ssm-profiles")
 ON_PATH = ("music-build", "music-encode")
+STAMP_RE = re.compile(r"[0-9a-f]{16}")
 VERSION_RE = re.compile(r"^version:\s*['\"]?([^'\"\s#]+)", re.M)
 
 
@@ -75,7 +76,7 @@ def install(archive: str, into: str, bindir: str | None) -> dict:
         key = found.group(1)
         os.makedirs(into, mode=0o755, exist_ok=True)
         final = os.path.join(into, key)
-        work = final + ".new"
+        work = f"{final}.new.{os.getpid()}"  # concurrent installs of one stamp each use their own
         shutil.rmtree(work, ignore_errors=True)
         for info in zf.infolist():
             if info.filename == "__main__.py":
@@ -96,8 +97,11 @@ def install(archive: str, into: str, bindir: str | None) -> dict:
         raise RuntimeError(f"{work}: the program does not compile")
     with open(os.path.join(work, f"{key}.stamp"), "w", encoding="utf-8") as fh:
         fh.write(key + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(work, final)
+    if os.path.exists(os.path.join(final, f"{key}.stamp")):
+        shutil.rmtree(work)  # another install of the same stamp finished first
+    else:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(work, final)
     current = os.path.join(into, "current")
     _replace_link(key, current)
     if bindir:
@@ -105,10 +109,16 @@ def install(archive: str, into: str, bindir: str | None) -> dict:
             _replace_link(os.path.join(current, name), os.path.join(bindir, name))
     removed = []
     for name in sorted(os.listdir(into)):
-        if name not in (key, "current"):
+        if name != key and (STAMP_RE.fullmatch(name) or _abandoned(name)):
             shutil.rmtree(os.path.join(into, name), ignore_errors=True)
             removed.append(name)
     return {"stamp": key, "path": final, "removed": removed}
+
+
+def _abandoned(name: str) -> bool:
+    """A work folder (`<stamp>.new.<pid>`) whose installer is no longer running."""
+    found = re.fullmatch(r"[0-9a-f]{16}\.new\.(\d+)", name)
+    return bool(found) and not os.path.exists(f"/proc/{found.group(1)}")
 
 
 def main(argv=None, archive: str | None = None) -> int:
