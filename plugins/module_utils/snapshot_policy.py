@@ -231,6 +231,42 @@ class Plan:
             }
         return result
 
+    def keep_instead(self, snapshot_id, reason):
+        """A planned delete the API refused (``in-use``): the snapshot stays, for that reason only.
+
+        ``delete`` is left as it is; ``record_deletes`` replaces it with what was deleted.
+        """
+        self.kept[snapshot_id] = {
+            "snapshot_id": snapshot_id, "lineage": self.lineage_of.get(snapshot_id), "reasons": [reason],
+        }
+
+    def record_deletes(self, deleted, vanished=()):
+        """After the deletes: ``deleted`` (oldest first) is what went; ``vanished`` were gone already.
+
+        Vanished snapshots leave the lineages, so the summary and the diff count neither them
+        nor deletes that did not happen.
+        """
+        self.delete = deleted
+        gone = set(vanished)
+        for lineage, members in self.lineages.items():
+            self.lineages[lineage] = [s for s in members if s.snapshot_id not in gone]
+
+    def diff(self):
+        """Ansible diffs, one per lineage: its snapshots (time and id, newest first) before and after."""
+        diffs = []
+        gone = set(self.delete)
+        for lineage in sorted(self.lineages):
+            snaps = self.lineages[lineage]
+            before = ["%s %s" % (s.start_time.strftime("%Y-%m-%dT%H:%M:%SZ"), s.snapshot_id) for s in snaps]
+            after = [line for line, s in zip(before, snaps) if s.snapshot_id not in gone]
+            diffs.append({
+                "before_header": "lineage %s (%d snapshots)" % (lineage, len(before)),
+                "after_header": "lineage %s (%d snapshots)" % (lineage, len(after)),
+                "before": "\n".join(before) + "\n",
+                "after": "\n".join(after) + ("\n" if after else ""),
+            })
+        return diffs
+
 
 def is_dlm_managed(tags):
     return any(key.startswith(DLM_TAG_PREFIX) for key in tags)

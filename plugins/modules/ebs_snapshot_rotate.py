@@ -174,6 +174,48 @@ from ansible_collections.amazon.aws.plugins.module_utils.tagging import boto3_ta
 PAGE_SIZE = 1000
 
 
+def _argument_spec():
+    return dict(
+        tags=dict(type="dict", required=True),
+        group_by=dict(type="str", default="Lineage"),
+        keep_last=dict(type="int", default=0),
+        keep_hourly=dict(type="int", default=0),
+        keep_daily=dict(type="int", default=0),
+        keep_weekly=dict(type="int", default=0),
+        keep_monthly=dict(type="int", default=0),
+        keep_yearly=dict(type="int", default=0),
+        keep_within=dict(type="str"),
+    )
+
+
+def _selection(module):
+    """The tags that select the snapshots and the tag that names their lineage.
+
+    The argument_spec cannot say "not empty": an empty selection would match every snapshot of
+    the account, so it is refused here.
+    """
+    tags = module.params["tags"]
+    if not tags:
+        module.fail_json(msg="tags must name at least one tag: an empty selection would match every "
+                             "snapshot of the account")
+    if not module.params["group_by"]:
+        module.fail_json(msg="group_by must name a tag")
+    return tags, module.params["group_by"]
+
+
+def _policy(module):
+    """The retention policy the keep_* options describe; refused when invalid or when it keeps nothing."""
+    params = module.params
+    try:
+        return Policy(
+            keep_last=params["keep_last"], keep_hourly=params["keep_hourly"], keep_daily=params["keep_daily"],
+            keep_weekly=params["keep_weekly"], keep_monthly=params["keep_monthly"],
+            keep_yearly=params["keep_yearly"], keep_within=params["keep_within"],
+        )
+    except PolicyError as e:
+        module.fail_json(msg=str(e))
+
+
 @AWSRetry.jittered_backoff()
 def _list_snapshots(client, tags, counter):
     paginator = client.get_paginator("describe_snapshots")
@@ -204,57 +246,14 @@ def _ami_snapshot_ids(client, counter):
     return ids
 
 
-def _diff(result, deleted):
-    diffs = []
-    gone = set(deleted)
-    for lineage in sorted(result.lineages):
-        snaps = result.lineages[lineage]
-        before = ["%s %s" % (s.start_time.strftime("%Y-%m-%dT%H:%M:%SZ"), s.snapshot_id) for s in snaps]
-        after = [line for line, s in zip(before, snaps) if s.snapshot_id not in gone]
-        diffs.append({
-            "before_header": "lineage %s (%d snapshots)" % (lineage, len(before)),
-            "after_header": "lineage %s (%d snapshots)" % (lineage, len(after)),
-            "before": "\n".join(before) + "\n",
-            "after": "\n".join(after) + ("\n" if after else ""),
-        })
-    return diffs
+def _as_snapshot(described):
+    """A describe_snapshots entry as the planner's Snapshot."""
+    return Snapshot(described["SnapshotId"], described["StartTime"], described.get("State", ""),
+                    boto3_tag_list_to_ansible_dict(described.get("Tags", [])))
 
 
-def main():
-    argument_spec = dict(
-        tags=dict(type="dict", required=True),
-        group_by=dict(type="str", default="Lineage"),
-        keep_last=dict(type="int", default=0),
-        keep_hourly=dict(type="int", default=0),
-        keep_daily=dict(type="int", default=0),
-        keep_weekly=dict(type="int", default=0),
-        keep_monthly=dict(type="int", default=0),
-        keep_yearly=dict(type="int", default=0),
-        keep_within=dict(type="str"),
-    )
-    module = AnsibleAWSModule(
-        argument_spec=argument_spec,
-        supports_check_mode=True,
-    )
-    params = module.params
-    tags = params["tags"]
-    if not tags:
-        module.fail_json(msg="tags must name at least one tag: an empty selection would match every "
-                             "snapshot of the account")
-    if not params["group_by"]:
-        module.fail_json(msg="group_by must name a tag")
-    try:
-        policy = Policy(
-            keep_last=params["keep_last"], keep_hourly=params["keep_hourly"], keep_daily=params["keep_daily"],
-            keep_weekly=params["keep_weekly"], keep_monthly=params["keep_monthly"],
-            keep_yearly=params["keep_yearly"], keep_within=params["keep_within"],
-        )
-    except PolicyError as e:
-        module.fail_json(msg=str(e))
-
-    client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
-    calls = {"describe_snapshots": 0, "describe_images": 0, "delete_snapshot": 0}
-    now = datetime.now(timezone.utc)
+def _list_candidates(module, client, tags, calls):
+    """The account's snapshots carrying every tag of the selection, and the ids of those its AMIs use."""
     try:
         listed = _list_snapshots(client, tags, calls)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
@@ -263,56 +262,83 @@ def main():
         ami_ids = _ami_snapshot_ids(client, calls)
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:
         module.fail_json_aws(e, msg="Failed to list the account's AMIs to find the snapshots they use")
+    return [_as_snapshot(s) for s in listed], ami_ids
 
-    snapshots = [
-        Snapshot(s["SnapshotId"], s["StartTime"], s.get("State", ""), boto3_tag_list_to_ansible_dict(s.get("Tags", [])))
-        for s in listed
-    ]
+
+def _decide(module, snapshots, policy, now, group_by, ami_ids):
+    """The plan: which snapshots go (oldest first) and which stay, and why."""
     try:
-        result = plan(snapshots, policy, now, group_by=params["group_by"], ami_snapshot_ids=ami_ids)
+        return plan(snapshots, policy, now, group_by=group_by, ami_snapshot_ids=ami_ids)
     except PolicyError as e:
         module.fail_json(msg=str(e))
 
+
+def _delete_planned(module, client, result, calls):
+    """Delete what the plan says, oldest first; returns the ids deleted and those already gone.
+
+    Throttling is retried (the client's AWSRetry); a snapshot in use stays, with a warning and the
+    reason in-use; one already gone is left out, with a warning; any other error stops the run,
+    saying what was deleted before it.
+    """
     deleted = []
     vanished = set()
-    if module.check_mode:
-        deleted = list(result.delete)
-    else:
-        for snapshot_id in result.delete:
-            calls["delete_snapshot"] += 1
-            try:
-                client.delete_snapshot(SnapshotId=snapshot_id, aws_retry=True)
-            except is_boto3_error_code("InvalidSnapshot.InUse") as e:
-                module.warn("Snapshot %s is in use and was kept: %s" % (snapshot_id, e.response["Error"].get("Message", "")))
-                result.kept[snapshot_id] = {
-                    "snapshot_id": snapshot_id, "lineage": result.lineage_of.get(snapshot_id), "reasons": [REASON_IN_USE],
-                }
-                continue
-            except is_boto3_error_code("InvalidSnapshot.NotFound"):
-                module.warn("Snapshot %s was already gone when it was to be deleted" % snapshot_id)
-                vanished.add(snapshot_id)
-                continue
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
-                module.fail_json_aws(
-                    e, msg="Failed to delete snapshot %s of lineage %s (deleted %d before it)"
-                    % (snapshot_id, result.lineage_of.get(snapshot_id), len(deleted)),
-                    deleted=deleted,
-                )
-            deleted.append(snapshot_id)
-        result.delete = deleted
-        for lineage, members in result.lineages.items():
-            result.lineages[lineage] = [s for s in members if s.snapshot_id not in vanished]
+    for snapshot_id in result.delete:
+        calls["delete_snapshot"] += 1
+        try:
+            client.delete_snapshot(SnapshotId=snapshot_id, aws_retry=True)
+        except is_boto3_error_code("InvalidSnapshot.InUse") as e:
+            module.warn("Snapshot %s is in use and was kept: %s" % (snapshot_id, e.response["Error"].get("Message", "")))
+            result.keep_instead(snapshot_id, REASON_IN_USE)
+            continue
+        except is_boto3_error_code("InvalidSnapshot.NotFound"):
+            module.warn("Snapshot %s was already gone when it was to be deleted" % snapshot_id)
+            vanished.add(snapshot_id)
+            continue
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as e:  # pylint: disable=duplicate-except
+            module.fail_json_aws(
+                e, msg="Failed to delete snapshot %s of lineage %s (deleted %d before it)"
+                % (snapshot_id, result.lineage_of.get(snapshot_id), len(deleted)),
+                deleted=deleted,
+            )
+        deleted.append(snapshot_id)
+    return deleted, vanished
 
-    exit_args = dict(
+
+def _outcome(result, deleted, calls, with_diff):
+    """The module's return values (and, with --diff, each lineage before and after)."""
+    outcome = dict(
         changed=bool(deleted),
         deleted=deleted,
         kept=result.kept_list(),
         lineages=result.summary(),
         api_calls=calls,
     )
-    if module._diff:
-        exit_args["diff"] = _diff(result, deleted)
-    module.exit_json(**exit_args)
+    if with_diff:
+        outcome["diff"] = result.diff()
+    return outcome
+
+
+def main():
+    module = AnsibleAWSModule(
+        argument_spec=_argument_spec(),
+        supports_check_mode=True,
+    )
+    tags, group_by = _selection(module)
+    policy = _policy(module)
+
+    client = module.client("ec2", retry_decorator=AWSRetry.jittered_backoff())
+    calls = {"describe_snapshots": 0, "describe_images": 0, "delete_snapshot": 0}
+    now = datetime.now(timezone.utc)
+    snapshots, ami_ids = _list_candidates(module, client, tags, calls)
+    result = _decide(module, snapshots, policy, now, group_by, ami_ids)
+
+    if module.check_mode:
+        deleted = list(result.delete)
+    else:
+        deleted, vanished = _delete_planned(module, client, result, calls)
+        result.record_deletes(deleted, vanished)
+
+    module.exit_json(**_outcome(result, deleted, calls, module._diff))
 
 
 if __name__ == "__main__":

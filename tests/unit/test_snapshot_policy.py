@@ -355,14 +355,6 @@ def test_plan_diff_shows_each_lineage_before_and_after():
     ]
 
 
-def test_plan_diff_of_a_lineage_emptied_by_vanished_snapshots_has_empty_sides():
-    s = Snapshot("gone", NOW - timedelta(days=1), "completed", {"Lineage": "x"})
-    result = plan([s], Policy(keep_last=1), NOW)
-    result.record_deletes([], {"gone"})
-    assert result.diff() == [{"before_header": "lineage x (0 snapshots)", "after_header": "lineage x (0 snapshots)",
-                              "before": "\n", "after": ""}]
-
-
 def test_a_snapshot_listed_twice_is_an_error():
     s = Snapshot("snap-1", NOW, "completed", {"Lineage": "x"})
     with pytest.raises(PolicyError, match="snap-1"):
