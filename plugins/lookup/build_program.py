@@ -106,6 +106,7 @@ def pack(folder, out_dir):
     files.append(("musicbuild/_version.py",
                   f'"""Written when the program was packed."""\nVERSION = "{version}"\nSTAMP = "{stamp}"\n'.encode(), False))
     files.append(("__main__.py", MAIN, False))
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"music-build-{stamp}.pyz")
     if not os.path.exists(path):
         tmp = f"{path}.{os.getpid()}.tmp"

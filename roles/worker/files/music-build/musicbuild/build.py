@@ -1,7 +1,8 @@
 """music-build: one incremental build of every profile.
 
-    scan the sources into tup's index  ->  tup -k (one variant per profile)
-    ->  remove outputs whose source is gone  ->  <builds>/report.json
+    scan.py: the sources into tup's index  ->  tup.py: tup -k (one variant per profile),
+    running encode.py per track through service.py  ->  outputs.py: playlists, remove
+    outputs whose source is gone  ->  <builds>/report.json
 
 Layout of the builds directory:
     <builds>/<profile>/...          what users read (served by rsync)
@@ -14,19 +15,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import fcntl
-import json
 import os
 import shutil
-import subprocess
 import sys
 
-from .profile import ProfileError, parse_tup_config
-
-from . import scan, service
+from . import install, scan, service
 from .fsutil import write_json
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-AUDIO_EXTS = (".flac", ".opus", ".mp3", ".ogg")
+from .outputs import account, read_journal
+from .profile import ProfileError, parse_tup_config
+from .tup import install_rules, run_tup
 
 
 class BuildError(Exception):
@@ -56,100 +53,59 @@ def read_profiles(tup_root: str) -> dict[str, dict]:
     return profiles
 
 
-def install_rules(tup_root: str) -> None:
-    scan.write_if_changed(os.path.join(tup_root, "Tupdefault.lua"),
-                          open(os.path.join(HERE, "Tupdefault.lua"), encoding="utf-8").read())
-    # The top folder and the index folder hold no tracks; give them empty Tupfiles.
-    for folder in (tup_root, os.path.join(tup_root, "index")):
-        os.makedirs(folder, exist_ok=True)
-        scan.write_if_changed(os.path.join(folder, "Tupfile.lua"), "-- nothing to build here\n")
-
-
-def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service_name: str | None) -> int:
-    if not os.path.isdir(os.path.join(tup_root, ".tup")):
-        subprocess.run(["tup", "init"], cwd=tup_root, check=True, stdout=subprocess.DEVNULL)
-    bindir = os.path.join(os.path.dirname(HERE), "bin")
-    env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/"),
-           "MUSIC_ENCODE_SERVICE": service_name or ""}
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}", *targets], cwd=tup_root, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-        for line in proc.stdout:
-            log.write(line)
-            sys.stdout.write(line)
-            sys.stdout.flush()
-        return proc.wait()
-
-
-def read_journal(path: str) -> list[dict]:
-    events = []
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            for line in fh:
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    continue
-    except FileNotFoundError:
-        pass
-    return events
-
-
-def prune(tree: str, expected: set[str]) -> int:
-    """Remove files of a profile's tree that no current source accounts for. Returns tracks removed."""
-    removed = 0
-    if not os.path.isdir(tree):
-        return 0
-    for top, dirs, files in os.walk(tree, topdown=False):
-        for name in files:
-            path = os.path.join(top, name)
-            if os.path.relpath(path, tree) not in expected:
-                os.unlink(path)
-                if name.lower().endswith(AUDIO_EXTS):
-                    removed += 1
-        if top != tree and not os.listdir(top):
-            os.rmdir(top)
-    return removed
-
-
-def write_playlists(specs: list[dict], tree: str, expected: set[str]) -> None:
-    """One m3u8 per album, listing the tracks of the album that are in the tree, in order."""
-    for spec in specs:
-        folder = os.path.dirname(spec["dest"])
-        lines = ["#EXTM3U"]
-        for path, secs, label in spec["entries"]:
-            if os.path.isfile(os.path.join(folder, path)):
-                lines += [f"#EXTINF:{secs},{label}", path]
-        if len(lines) == 1:
-            continue
-        scan.write_if_changed(spec["dest"], "\n".join(lines) + "\n")
-        expected.add(os.path.relpath(spec["dest"], tree))
-
-
 def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -> dict:
+    """One build, in named stages: check and lock, choose profiles, prepare the state folder,
+    scan and run tup, account per profile (playlists, prune), report."""
     sources = os.path.abspath(sources)
     builds = os.path.abspath(builds)
+    music = os.path.join(builds, ".music")
+    tup_root = os.path.join(music, "tup")
+    lock = open_build(sources, builds, music, tup_root)  # held until this function returns
+    profiles, chosen = choose_profiles(tup_root, only)
+    started = now()
+    journal_path = prepare_state(music, tup_root)
+    result, rc, served = compile_profiles(sources, builds, music, tup_root, profiles, chosen, jobs, bool(only))
+    events = read_journal(journal_path)
+    report = {"profiles": {p: account(p, builds, result, events) for p in chosen}, "started": started,
+              "encode_service_commands": served}
+    check_tup(rc, events, music)
+    report["finished"] = now()
+    write_json(os.path.join(builds, "report.json"), report, indent=2)
+    summarize(report, builds)
+    lock.close()
+    return report
+
+
+def open_build(sources: str, builds: str, music: str, tup_root: str):
+    """Check the sources, make the state folder and take the build's lock (returned)."""
     if not os.path.isdir(sources):
         raise BuildError(f"sources directory {sources} does not exist")
     if not os.access(sources, os.R_OK | os.X_OK):
         raise BuildError(f"sources directory {sources} is not readable by this user")
-    music = os.path.join(builds, ".music")
-    tup_root = os.path.join(music, "tup")
     os.makedirs(tup_root, exist_ok=True)
     lock = open(os.path.join(music, "lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        lock.close()
         raise BuildError(f"another build of {builds} is running") from None
+    return lock
 
+
+def choose_profiles(tup_root: str, only: list[str] | None) -> tuple[dict[str, dict], list[str]]:
+    """Every configured profile, and those this build brings up to date (--only)."""
     profiles = read_profiles(tup_root)
     if not profiles:
         raise BuildError(f"no profiles: no {tup_root}/<profile>/tup.config")
     unknown = sorted(set(only or []) - set(profiles))
     if unknown:
         raise BuildError(f"--only names {', '.join(unknown)}, not among the profiles ({', '.join(profiles)})")
-    chosen = [p for p in profiles if not only or p in only]
-    started = now()
+    return profiles, [p for p in profiles if not only or p in only]
+
+
+def prepare_state(music: str, tup_root: str) -> str:
+    """A fresh temporary folder, art cache and journal for this build; tup's rules. Returns
+    the journal's path."""
     shutil.rmtree(os.path.join(music, "tmp"), ignore_errors=True)
     # Prepared cover art is shared by the tracks of one build; start each build afresh.
     shutil.rmtree(os.path.join(music, "art"), ignore_errors=True)
@@ -157,7 +113,13 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -
     journal_path = os.path.join(music, "journal.jsonl")
     open(journal_path, "w").close()
     install_rules(tup_root)
+    return journal_path
 
+
+def compile_profiles(sources: str, builds: str, music: str, tup_root: str, profiles: dict[str, dict],
+                     chosen: list[str], jobs: int, only: bool) -> tuple[scan.ScanResult, int, int]:
+    """Scan the sources into tup's index, then run tup with the encode service. Returns the
+    scan's result, tup's exit code and the number of commands the service ran."""
     encode_service = service.Service(music)  # it loads its libraries while the sources are scanned
     try:
         say(f"scanning {sources}; building {', '.join(chosen)}")
@@ -169,43 +131,27 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -
         rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [], encode_service.name())
     finally:
         served = encode_service.stop()
-    events = read_journal(journal_path)
+    return result, rc, served
 
-    report = {"profiles": {}, "started": started, "encode_service_commands": served}
-    usable = set(result.tracks)
-    for p in chosen:
-        mine = [e for e in events if e.get("profile") == p]
-        failed = [{"source": f["source"], "reason": f["reason"]} for f in result.failed]
-        failed += [{"source": e["source"], "reason": e["reason"]} for e in mine if e["event"] == "failed"]
-        encoded = sum(1 for e in mine if e["event"] == "encoded")
-        retagged = sum(1 for e in mine if e["event"] == "retagged")
-        track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in usable)
-        write_playlists(result.playlists[p], os.path.join(builds, p), result.expected[p])
-        removed = prune(os.path.join(builds, p), result.expected[p])
-        report["profiles"][p] = {
-            "path": os.path.join(builds, p),
-            "encoded": encoded,
-            "retagged": retagged,
-            "unchanged": max(0, len(result.tracks) - encoded - retagged - track_failures),
-            "removed": removed,
-            "failed": sorted(failed, key=lambda f: f["source"]),
-        }
-    explained = any(r["failed"] for r in report["profiles"].values())
+
+def check_tup(rc: int, events: list[dict], music: str) -> None:
+    """tup failing is explained by a track's failure, or the build fails with tup's words."""
     if rc != 0 and not any(e["event"] == "failed" for e in events):
         tail = open(os.path.join(music, "build.log"), encoding="utf-8", errors="replace").read()[-2000:]
         raise BuildError(f"tup failed (exit {rc}) without a track failure; see {music}/build.log:\n{tail}")
-    report["finished"] = now()
-    write_json(os.path.join(builds, "report.json"), report, indent=2)
+
+
+def summarize(report: dict, builds: str) -> None:
     for p, r in report["profiles"].items():
         say(f"{p}: {r['encoded']} encoded, {r['retagged']} retagged, {r['unchanged']} unchanged, "
             f"{r['removed']} removed, {len(r['failed'])} failed")
-    if explained:
+    if any(r["failed"] for r in report["profiles"].values()):
         say("failed tracks are listed in " + os.path.join(builds, "report.json"))
-    return report
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="music-build", description="Build every profile of a music library, incrementally, with tup.")
+    parser.add_argument("--version", action="version", version=f"music-build {install.version()} {install.stamp() or 'source'}")
     parser.add_argument("--sources", required=True, help="the lossless library (read only)")
     parser.add_argument("--builds", required=True, help="where the profiles' trees and report.json go")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel encoders (default: cores)")

@@ -103,16 +103,40 @@ def save_cache(path: str, cache: dict) -> None:
     write_json(path, cache, separators=(",", ":"))
 
 
+@dataclass
+class Folder:
+    """One source folder: its usable tracks, its other files and the cover file among them."""
+    rel: str
+    good: list[str]
+    others: list[str]
+    cover: str | None
+
+
+def _rel(rel_dir: str, name: str) -> str:
+    return f"{rel_dir}/{name}" if rel_dir else name
+
+
 def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], cache_path: str,
          log=lambda msg: None) -> ScanResult:
+    """sources -> tup's index, in named stages; see the module's docstring."""
     result = ScanResult()
     music_dir = os.path.join(builds, ".music")
     cache = load_cache(cache_path)
-    old_sources = cache["sources"]
-    new_sources: dict[str, dict] = {}
-    folders: list[tuple[str, list[str], list[str], str | None]] = []  # rel, tracks, others, cover
+    folders, new_sources = survey(sources, cache["sources"], result)
+    dests = assign_destinations(folders, profiles, result, cache)
+    index = os.path.join(tup_root, "index")
+    keep_dirs = write_index(index, folders, new_sources, dests, profiles, sources, builds, music_dir, result)
+    forget_gone(index, keep_dirs, result)
+    plan_outputs(folders, new_sources, dests, profiles, builds, result)
+    cache["sources"] = new_sources
+    save_cache(cache_path, cache)
+    return result
 
-    # 1. What is there, read only where size or mtime changed.
+
+def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Folder], dict[str, dict]]:
+    """Stage 1: what is there; a source is read only where its size or mtime changed."""
+    new_sources: dict[str, dict] = {}
+    folders: list[Folder] = []
     for rel_dir, files in walk_sources(sources):
         track_names = [f for f in files if is_track(f)]
         others = [f for f in files if not is_track(f)]
@@ -123,23 +147,10 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
             cover_sig = [st.st_size, st.st_mtime_ns]
         good = []
         for name in track_names:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            path = os.path.join(sources, rel)
-            try:
-                st = os.stat(path)
-            except OSError as exc:
-                result.failed.append({"source": rel, "reason": f"cannot stat: {exc.strerror}"})
+            rel = _rel(rel_dir, name)
+            entry = read_track(sources, rel, old_sources.get(rel), result)
+            if entry is None:
                 continue
-            sig = [st.st_size, st.st_mtime_ns]
-            entry = old_sources.get(rel)
-            if not entry or entry.get("sig") != sig:
-                try:
-                    info = tags.read_source(path)
-                    entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
-                             "embedded_art": info["embedded_art"], "length": info["length"]}
-                except tags.SourceError as exc:
-                    entry = {"sig": sig, "error": str(exc)}
-            entry = dict(entry)
             entry["cover"] = cover_sig
             new_sources[rel] = entry
             if "error" in entry:
@@ -148,22 +159,42 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
                 good.append(name)
                 result.tracks.append(rel)
         if track_names or others:
-            folders.append((rel_dir, good, others, cover))
+            folders.append(Folder(rel_dir, good, others, cover))
+    return folders, new_sources
 
-    # 2. Destinations per profile, stable across builds.
+
+def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -> dict | None:
+    """A track's cache entry: the previous one while size and mtime hold, else read afresh."""
+    path = os.path.join(sources, rel)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        result.failed.append({"source": rel, "reason": f"cannot stat: {exc.strerror}"})
+        return None
+    sig = [st.st_size, st.st_mtime_ns]
+    if not entry or entry.get("sig") != sig:
+        try:
+            info = tags.read_source(path)
+            entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
+                     "embedded_art": info["embedded_art"], "length": info["length"]}
+        except tags.SourceError as exc:
+            entry = {"sig": sig, "error": str(exc)}
+    return dict(entry)
+
+
+def assign_destinations(folders: list[Folder], profiles: dict[str, dict], result: ScanResult,
+                        cache: dict) -> dict[str, dict[str, str]]:
+    """Stage 2: each source's output path per profile, stable across builds (kept in the cache)."""
     wanted: dict[str, dict[str, str]] = {p: {} for p in profiles}
-    kinds: dict[str, str] = {}
-    for rel_dir, good, others, cover in folders:
-        for name in good:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
-            kinds[rel] = "track"
+    for folder in folders:
+        for name in folder.good:
+            rel = _rel(folder.rel, name)
             for p, prof in profiles.items():
                 wanted[p][rel] = names.desired_dest(rel, EXTENSIONS[prof["codec"]], prof["fat32_names"])
-        for name in others:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
+        for name in folder.others:
+            rel = _rel(folder.rel, name)
             for p, prof in profiles.items():
                 if any(fnmatch.fnmatch(name.lower(), pat.lower()) for pat in prof["extra_files"]):
-                    kinds[rel] = "copy"
                     wanted[p][rel] = names.desired_dest(rel, None, prof["fat32_names"])
     # A failed track keeps whatever its last good build produced.
     failed_with_output = {f["source"] for f in result.failed}
@@ -176,14 +207,19 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
                 wanted[p][rel] = prev[rel][0]
         dests[p] = names.assign_dests(wanted[p], prev, prof["fat32_names"])
     cache["dests"] = {p: {rel: [wanted[p][rel], d] for rel, d in dests[p].items()} for p in profiles}
+    return dests
 
-    # 3. Index files, written only when their content changes.
-    index = os.path.join(tup_root, "index")
+
+def write_index(index: str, folders: list[Folder], new_sources: dict, dests: dict[str, dict[str, str]],
+                profiles: dict[str, dict], sources: str, builds: str, music_dir: str,
+                result: ScanResult) -> dict[str, set[str]]:
+    """Stage 3: the index files, written only when their content changes. Returns what each
+    index folder holds now."""
     os.makedirs(index, exist_ok=True)
     racy: list = []
     keep_dirs: dict[str, set[str]] = {}
-    for rel_dir, good, others, cover in folders:
-        dkey = names.index_key(rel_dir or "(top)")
+    for folder in folders:
+        dkey = names.index_key(folder.rel or "(top)")
         keep = keep_dirs.setdefault(dkey, set())
         dpath = os.path.join(index, dkey)
         os.makedirs(dpath, exist_ok=True)
@@ -193,22 +229,22 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
             if write_if_changed(os.path.join(dpath, fname), content, racy):
                 result.index_changes += 1
 
-        cover_path = os.path.join(sources, rel_dir, cover) if cover else None
-        for name in good:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
+        cover_path = os.path.join(sources, folder.rel, folder.cover) if folder.cover else None
+        for name in folder.good:
+            rel = _rel(folder.rel, name)
             entry = new_sources[rel]
             key = names.index_key(rel)
             src = os.path.join(sources, rel)
             art = {"embedded": entry["embedded_art"]} if entry["embedded_art"] else {
-                "file": cover, "sig": entry["cover"]} if cover else None
+                "file": folder.cover, "sig": entry["cover"]} if folder.cover else None
             put(f"{key}.audio", _json(entry["audio"]))
             put(f"{key}.tags", _json({"tags": entry["tags"], "art": art}))
             for p in profiles:
                 dest = os.path.join(builds, p, dests[p][rel])
                 put(f"{key}.{p}.track", _json({"source": rel, "src": src, "dest": dest,
                                                "cover": cover_path, "music": music_dir}))
-        for name in others:
-            rel = f"{rel_dir}/{name}" if rel_dir else name
+        for name in folder.others:
+            rel = _rel(folder.rel, name)
             key = names.index_key(rel)
             sig = None
             for p in profiles:
@@ -219,10 +255,12 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
                     put(f"{key}.{p}.copy", _json({"source": rel, "src": os.path.join(sources, rel),
                                                   "dest": os.path.join(builds, p, dests[p][rel]),
                                                   "sig": sig, "music": music_dir}))
-
     settle(racy)
+    return keep_dirs
 
-    # 4. Forget what is gone.
+
+def forget_gone(index: str, keep_dirs: dict[str, set[str]], result: ScanResult) -> None:
+    """Stage 4: index files of sources that are gone are removed, so tup drops their commands."""
     for dkey in os.listdir(index):
         dpath = os.path.join(index, dkey)
         if not os.path.isdir(dpath):
@@ -235,15 +273,15 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
         if not keep:
             os.rmdir(dpath)
 
-    # 5. What each profile's tree must hold after the build (playlists are added when written).
+
+def plan_outputs(folders: list[Folder], new_sources: dict, dests: dict[str, dict[str, str]],
+                 profiles: dict[str, dict], builds: str, result: ScanResult) -> None:
+    """Stage 5: what each profile's tree must hold after the build (playlists are added when
+    written)."""
     for p, prof in profiles.items():
         result.expected[p] = set(dests[p].values())
-        result.playlists[p] = [playlist_spec(rel_dir, good, new_sources, dests[p], builds, p, prof)
-                               for rel_dir, good, _, _ in folders if prof["playlists"] and good]
-
-    cache["sources"] = new_sources
-    save_cache(cache_path, cache)
-    return result
+        result.playlists[p] = [playlist_spec(f.rel, f.good, new_sources, dests[p], builds, p, prof)
+                               for f in folders if prof["playlists"] and f.good]
 
 
 def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str, str], builds: str,
@@ -257,7 +295,7 @@ def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str,
 
     entries = []
     for name in good:
-        rel = f"{rel_dir}/{name}" if rel_dir else name
+        rel = _rel(rel_dir, name)
         entry = sources[rel]
         t = tags.tag_dict(entry["tags"])
         order = (number(t.get("DISCNUMBER", [])), number(t.get("TRACKNUMBER", [])), name)
