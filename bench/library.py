@@ -1,9 +1,9 @@
 """Generated FLAC libraries for the benchmarks.
 
-`throughput_library` is scripts/sample_library.py as it is (sox audio per track, full tags,
-cover.jpg or an embedded picture). `scale_library` makes 10,000-track libraries in about a
-minute: one sox call per album, the album's tracks are copies of that file, each then
-tagged with mutagen with the same tags and art the sample library writes. Album 0 of a
+`throughput_library` is the tests' sample library as it is (music_devkit.library: sox audio
+per track, full tags, cover.jpg or an embedded picture). `scale_library` makes 10,000-track
+libraries in about a minute: one sox call per album, the album's tracks are copies of that
+file, each then tagged with mutagen with the same tags and art the sample library writes. Album 0 of a
 scale library holds 12 tracks of realistic length (4 minutes by default): the tag-only
 edit and the album re-encode are measured on it.
 """
@@ -12,14 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import sample_library as sl  # noqa: E402
+from music_devkit import library as sl
 
 ALBUM_TRACKS = 12
 LONG_ALBUM = "Long Songs/2000 - The Long Album"
