@@ -1,6 +1,6 @@
 """Count the AWS API requests that reach the moto server, by service and action.
 
-The benchmark runs tests/moto_harness.py's ThreadedMotoServer in its own process. Every
+The benchmark runs music_devkit.moto's ThreadedMotoServer in its own process. Every
 request reaches moto's WSGI application (DomainDispatcherApplication); wrapping its
 __call__ counts each one as it arrives, independently of what the client thinks it sent
 (retries and paginated pages count once each). The action is read from where the AWS
