@@ -6,7 +6,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: build_program
-author: music.profiles contributors
+author: music.profiles contributors (!UNKNOWN)
 short_description: Pack the worker's build program into one archive named by its content hash
 description:
   - Packs a build program folder (a Python package with launchers, as in the worker role's

@@ -76,6 +76,8 @@ extends_documentation_fragment:
   - amazon.aws.common.modules
   - amazon.aws.region.modules
   - amazon.aws.boto3
+author:
+  - music.profiles contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -160,11 +162,11 @@ try:
 except ImportError:
     pass  # Handled by AnsibleAWSModule
 
-from ansible.module_utils.snapshot_policy import REASON_IN_USE
-from ansible.module_utils.snapshot_policy import PolicyError
-from ansible.module_utils.snapshot_policy import Policy
-from ansible.module_utils.snapshot_policy import Snapshot
-from ansible.module_utils.snapshot_policy import plan
+from ansible_collections.music.profiles.plugins.module_utils.snapshot_policy import REASON_IN_USE
+from ansible_collections.music.profiles.plugins.module_utils.snapshot_policy import PolicyError
+from ansible_collections.music.profiles.plugins.module_utils.snapshot_policy import Policy
+from ansible_collections.music.profiles.plugins.module_utils.snapshot_policy import Snapshot
+from ansible_collections.music.profiles.plugins.module_utils.snapshot_policy import plan
 
 from ansible_collections.amazon.aws.plugins.module_utils.botocore import is_boto3_error_code
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule

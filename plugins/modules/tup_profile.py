@@ -1,5 +1,7 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
+# Copyright: contributors to the music.profiles collection
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validate a device profile and render (and optionally write) its tup variant config."""
 from __future__ import annotations
 
@@ -51,12 +53,12 @@ extends_documentation_fragment:
 notes:
   - Supports check mode and diff mode.
 author:
-  - Music pipeline maintainers
+  - music.profiles contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
 - name: Write the phone profile's tup variant config
-  tup_profile:
+  music.profiles.tup_profile:
     name: phone
     profile:
       codec: opus
@@ -66,14 +68,14 @@ EXAMPLES = r"""
     mode: "0644"
 
 - name: Validate every profile before launching anything
-  tup_profile:
+  music.profiles.tup_profile:
     name: "{{ item.key }}"
     profile: "{{ item.value }}"
   loop: "{{ music_profiles | dict2items }}"
   register: rendered
 
 - name: Write a config read back from SSM
-  tup_profile:
+  music.profiles.tup_profile:
     name: car
     config: "{{ lookup('amazon.aws.ssm_parameter', '/music/profiles/car/config') }}"
     dest: /mnt/builds/.music/tup/car/tup.config
@@ -146,7 +148,7 @@ def run_module():
         else:
             profile = module.params["profile"]
         config = render_tup_config(name, profile)
-        _, normalized = parse_tup_config(config, name)
+        normalized = parse_tup_config(config, name)[1]
     except ProfileError as exc:
         module.fail_json(msg=to_native(exc), profile_name=name, field=exc.field)
 
