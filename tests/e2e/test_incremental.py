@@ -18,7 +18,7 @@ import pytest
 from mutagen.flac import FLAC
 
 from compile_helpers import encoder_runs, files_under, journal, report, run_playbook, music_build, scratch
-from music_profile import render_tup_config
+from musicbuild.profile import render_tup_config
 from music_devkit.library import make_library, synth_flac
 
 pytestmark = pytest.mark.slow
