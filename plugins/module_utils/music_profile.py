@@ -1,37 +1,146 @@
-"""Device profiles: validation, normalisation and tup variant config rendering.
+"""Device profiles and the codec table: validation, normalisation, tup variant config rendering.
 
-Pure Python (no Ansible, no boto3): the `tup_profile` module, the worker's build
-program and the tests all use it, so a profile is parsed in exactly one place.
+Pure Python (no Ansible, no mutagen, no imports of sibling modules): the `tup_profile` module
+imports it as module_utils, the build program as `musicbuild.profile` (the same file), so a
+profile is parsed, and a codec described, in exactly one place.
 
 A profile is a dict such as ``{"codec": "opus", "bitrate": 96, "art_max_size": 500}``.
 `normalize_profile` checks every field and fills defaults; `render_tup_config`
 turns the result into the text of a tup variant's ``tup.config``;
 `parse_tup_config` reads such a text back (and re-validates it), so a config
-taken from elsewhere (an SSM parameter) gets the same checks.
+taken from elsewhere (an SSM parameter) gets the same checks. `encoder_command` is the
+encoder's command line for a normalised profile.
+
+`CODEC_TABLE` below is the only description of a codec and its encoder settings: the
+validation, the tup rules (through ``CONFIG_SETTINGS``), music-encode's options and encoder
+command, the tag writer (tags.py, by tag format), the benchmark and the README's profile
+reference (``python -m music_devkit.profile_docs``) all read it.
 """
 from __future__ import annotations
 
 import json
 import re
 
-CODECS = ("flac", "opus", "mp3", "vorbis")
-EXTENSIONS = {"flac": "flac", "opus": "opus", "mp3": "mp3", "vorbis": "ogg"}
+# ------------------------------------------------------------------------------ codec table
+#
+# codec name -> {
+#   "extension":   the output files' extension;
+#   "description": one line for the docs (what the output is, how its tags are carried);
+#   "command":     the encoder's command line; it reads the decoded audio (WAV) on stdin.
+#                  SETTINGS stands for the settings' arguments, OUT for the output path;
+#   "tags":        the tag format, which tags.py maps to its writer (its WRITERS);
+#   "settings":    setting name -> {       (in the order their arguments go on the command line)
+#       "type":        "int";
+#       "range":       (lowest, highest), inclusive; or
+#       "choices":     the allowed values ("what": how a refusal names one: "an MP3 bitrate");
+#       "default":     the value when the profile gives none (None: no value, no argument);
+#       "args":        the encoder's arguments, "{}" standing for the value;
+#       "doc":         one line for the docs;
+#       "encoder_default": (optional, for settings added later) the value the encoder used
+#                      before the setting existed: at that value the output's audio digest
+#                      stays as it was, so existing outputs are not re-encoded;
+#   },
+#   "exclusive":   (optional) groups {setting: label} of which a profile gives at most one;
+#                  a group's defaults apply only when the profile gives none of its settings.
+# }
+#
+# Adding a setting is an entry here and a row in tests/unit/test_codecs.py; then
+# `.venv/bin/python -m music_devkit.profile_docs` regenerates README.md's reference.
+SETTINGS = "<settings>"
+OUT = "<out>"
 MP3_CBR_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
-OPUS_BITRATE_RANGE = (6, 510)
-VORBIS_BITRATE_RANGE = (45, 500)
+
+CODEC_TABLE = {
+    "flac": {
+        "extension": "flac",
+        "description": "FLAC, lossless; Vorbis comments and FLAC pictures",
+        "command": ("flac", SETTINGS, "--silent", "--force", "-o", OUT, "-"),
+        "tags": "flac",
+        "settings": {
+            "compression_level": {
+                "type": "int", "range": (0, 8), "default": 8, "args": ("-{}",),
+                "doc": "compression effort: higher is smaller and slower to encode, same audio",
+            },
+        },
+    },
+    "opus": {
+        "extension": "opus",
+        "description": "Opus in Ogg; Vorbis comments, ReplayGain as R128 gains",
+        "command": ("opusenc", "--quiet", SETTINGS, "-", OUT),
+        "tags": "opus",
+        "settings": {
+            "bitrate": {
+                "type": "int", "range": (6, 510), "default": 128, "args": ("--bitrate", "{}"),
+                "doc": "kb/s (VBR target)",
+            },
+        },
+    },
+    "mp3": {
+        "extension": "mp3",
+        "description": "MP3 (LAME, with its gapless header); ID3v2.4 tags",
+        "command": ("lame", "--quiet", SETTINGS, "-", OUT),
+        "tags": "id3v2.4",
+        "settings": {
+            "bitrate": {
+                "type": "int", "choices": MP3_CBR_BITRATES, "what": "an MP3 bitrate", "default": None,
+                "args": ("--cbr", "-b", "{}"), "doc": "kb/s, constant bitrate (CBR)",
+            },
+            "quality": {
+                "type": "int", "range": (0, 9), "default": 2, "args": ("-V", "{}"),
+                "doc": "LAME VBR quality: 0 is best and largest",
+            },
+        },
+        "exclusive": ({"bitrate": "CBR", "quality": "VBR"},),
+    },
+    "vorbis": {
+        "extension": "ogg",
+        "description": "Ogg Vorbis; Vorbis comments",
+        "command": ("oggenc", "--quiet", SETTINGS, "-o", OUT, "-"),
+        "tags": "vorbis",
+        "settings": {
+            "bitrate": {
+                "type": "int", "range": (45, 500), "default": None, "args": ("-b", "{}"),
+                "doc": "kb/s, average bitrate (ABR)",
+            },
+            "quality": {
+                "type": "int", "range": (-1, 10), "default": 5, "args": ("-q", "{}"),
+                "doc": "Vorbis VBR quality: 10 is best and largest",
+            },
+        },
+        "exclusive": ({"bitrate": "ABR", "quality": "VBR"},),
+    },
+}
+
+# The settings every output's audio digest has carried since before this table, None when
+# absent (music-encode re-encodes an output when its digest changes). Never change this
+# tuple: a setting added later enters the digest only where a profile sets it.
+DIGEST_SETTINGS = ("compression_level", "bitrate", "quality")
+
+# Views of the table.
+CODECS = tuple(CODEC_TABLE)
+EXTENSIONS = {codec: entry["extension"] for codec, entry in CODEC_TABLE.items()}
+CODEC_FIELDS = {codec: tuple(entry["settings"]) for codec, entry in CODEC_TABLE.items()}
+# Every setting name, with its type (a name means the same in every codec that has it).
+SETTING_TYPES = {name: spec["type"] for entry in CODEC_TABLE.values() for name, spec in entry["settings"].items()}
+SETTING_NAMES = tuple(SETTING_TYPES)
+TYPES = {"int": int}
+
+# ------------------------------------------------------------------ fields of every profile
 ART_MAX_SIZE_RANGE = (16, 8192)
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Names that would clash with the build's own entries in a tup tree or builds dir.
 RESERVED_NAMES = frozenset({"index", "report", "tup"})
 
 COMMON_FIELDS = ("codec", "art", "art_max_size", "fat32_names", "playlists", "extra_files")
-CODEC_FIELDS = {
-    "flac": ("compression_level",),
-    "opus": ("bitrate",),
-    "mp3": ("bitrate", "quality"),
-    "vorbis": ("bitrate", "quality"),
+# For the docs (README.md's profile reference): field -> (values, default).
+COMMON_FIELDS_DOC = {
+    "art": ("embed cover art", "`true`"),
+    "art_max_size": ("longest side in pixels (16-8192); larger art is scaled down; 0 = as is", "0"),
+    "fat32_names": ("FAT32/car-stereo-safe names", "`false`"),
+    "playlists": ("one `<album>.m3u8` per album folder", "`false`"),
+    "extra_files": ('globs of files copied beside the tracks, e.g. `["cover.jpg", "*.cue", "*.log"]`', "`[]`"),
 }
-ALL_FIELDS = frozenset(COMMON_FIELDS) | {f for fs in CODEC_FIELDS.values() for f in fs}
+ALL_FIELDS = frozenset(COMMON_FIELDS) | frozenset(SETTING_NAMES)
 HEADER = "# tup variant config for profile '{name}', rendered by tup_profile. Do not edit.\n"
 
 
@@ -81,6 +190,43 @@ def check_name(name) -> str:
     return name
 
 
+def _setting_value(name, codec, field, spec, value):
+    """One codec setting checked against its entry in the codec table."""
+    if spec["type"] != "int":
+        raise ValueError(f"codec table: {codec}.{field} has an unknown type {spec['type']!r}")
+    choices = spec.get("choices")
+    lo, hi = (min(choices), max(choices)) if choices else spec["range"]
+    value = _int_field(name, {field: value}, field, lo, hi)
+    if choices and value not in choices:
+        raise ProfileError(name, field, f"{value} is not {spec.get('what', 'an allowed ' + field)} (one of {list(choices)})")
+    return value
+
+
+def _codec_settings(name, codec, profile) -> dict:
+    """The codec's settings of `profile`, checked, defaults filled (codec table order)."""
+    entry = CODEC_TABLE[codec]
+    given = {f for f in entry["settings"] if profile.get(f) is not None}
+    excluded = set()
+    for group in entry.get("exclusive", ()):
+        chosen = [f for f in group if f in given]
+        if len(chosen) > 1:
+            either = " or ".join(f"{f} ({group[f]})" for f in group)
+            raise ProfileError(name, chosen[0], f"{codec} takes either {either}, not {'both' if len(group) == 2 else 'several'}")
+        if chosen:
+            excluded |= set(group) - set(chosen)
+    out = {}
+    for field, spec in entry["settings"].items():
+        if field in given:
+            value = profile[field]
+        elif field in excluded:
+            continue
+        else:
+            value = spec["default"]
+        if value is not None:
+            out[field] = _setting_value(name, codec, field, spec, value)
+    return out
+
+
 def normalize_profile(name: str, profile) -> dict:
     """Validate `profile` and return it with every field present (defaults filled)."""
     check_name(name)
@@ -96,28 +242,7 @@ def normalize_profile(name: str, profile) -> dict:
         raise ProfileError(name, field, f"does not apply to codec {codec}")
 
     out: dict = {"codec": codec}
-    if codec == "flac":
-        out["compression_level"] = _int_field(name, profile, "compression_level", 0, 8, 8)
-    elif codec == "opus":
-        out["bitrate"] = _int_field(name, profile, "bitrate", *OPUS_BITRATE_RANGE, default=128)
-    elif codec == "mp3":
-        if profile.get("bitrate") is not None and profile.get("quality") is not None:
-            raise ProfileError(name, "bitrate", "mp3 takes either bitrate (CBR) or quality (VBR), not both")
-        if profile.get("bitrate") is not None:
-            bitrate = _int_field(name, profile, "bitrate", MP3_CBR_BITRATES[0], MP3_CBR_BITRATES[-1])
-            if bitrate not in MP3_CBR_BITRATES:
-                raise ProfileError(name, "bitrate", f"{bitrate} is not an MP3 bitrate (one of {list(MP3_CBR_BITRATES)})")
-            out["bitrate"] = bitrate
-        else:
-            out["quality"] = _int_field(name, profile, "quality", 0, 9, 2)
-    else:  # vorbis
-        if profile.get("bitrate") is not None and profile.get("quality") is not None:
-            raise ProfileError(name, "bitrate", "vorbis takes either bitrate (ABR) or quality (VBR), not both")
-        if profile.get("bitrate") is not None:
-            out["bitrate"] = _int_field(name, profile, "bitrate", *VORBIS_BITRATE_RANGE)
-        else:
-            out["quality"] = _int_field(name, profile, "quality", -1, 10, 5)
-
+    out.update(_codec_settings(name, codec, profile))
     out["art"] = _bool_field(name, profile, "art", True)
     size = profile.get("art_max_size", 0)
     if size in (0, "0"):
@@ -142,16 +267,37 @@ def normalize_profile(name: str, profile) -> dict:
     return out
 
 
-def encoder_settings(profile: dict) -> list[str]:
-    """The codec settings that change the encoded audio, as `music-encode` options."""
-    codec = profile["codec"]
-    if codec == "flac":
-        return ["--compression-level", str(profile["compression_level"])]
-    if "bitrate" in profile and profile["bitrate"] is not None:
-        return ["--bitrate", str(profile["bitrate"])]
-    if "quality" in profile and profile["quality"] is not None:
-        return ["--quality", str(profile["quality"])]
-    return []
+def encoder_command(profile: dict, out: str) -> list[str]:
+    """The encoder's command line (argv) for a normalised profile, writing to `out`.
+
+    The encoder reads the decoded audio on stdin; settings the profile leaves out (None or
+    absent) give no arguments.
+    """
+    entry = CODEC_TABLE[profile["codec"]]
+    argv: list[str] = []
+    for part in entry["command"]:
+        if part == SETTINGS:
+            for field, spec in entry["settings"].items():
+                if profile.get(field) is not None:
+                    argv += [arg.format(profile[field]) for arg in spec["args"]]
+        else:
+            argv.append(out if part == OUT else part)
+    return argv
+
+
+def digest_settings(codec: str, settings: dict) -> dict:
+    """The codec settings that go into an output's audio digest (a change re-encodes it).
+
+    `settings` maps setting names to values or None. DIGEST_SETTINGS are always there, as
+    every build has recorded them; a setting added later only when the profile has a value
+    for it other than its `encoder_default`.
+    """
+    out = {field: settings.get(field) for field in DIGEST_SETTINGS}
+    for field, spec in CODEC_TABLE[codec]["settings"].items():
+        value = settings.get(field)
+        if field not in out and value is not None and value != spec.get("encoder_default"):
+            out[field] = value
+    return out
 
 
 def render_tup_config(name: str, profile) -> str:
@@ -162,10 +308,12 @@ def render_tup_config(name: str, profile) -> str:
         ("CODEC", p["codec"]),
         ("EXT", EXTENSIONS[p["codec"]]),
     ]
-    for field in CODEC_FIELDS[p["codec"]]:
-        if p.get(field) is not None:
-            lines.append((field.upper(), str(p[field])))
+    # One line per codec setting, then CONFIG_SETTINGS naming them: the tup rules
+    # (Tupdefault.lua) pass each one named there to music-encode as --<setting> <value>.
+    present = [field for field in CODEC_FIELDS[p["codec"]] if p.get(field) is not None]
+    lines += [(field.upper(), str(p[field])) for field in present]
     lines += [
+        ("SETTINGS", ",".join(present)),
         ("ART", "y" if p["art"] else "n"),
         ("ART_MAX_SIZE", str(p["art_max_size"])),
         ("FAT32_NAMES", "y" if p["fat32_names"] else "n"),
@@ -195,6 +343,7 @@ def parse_tup_config(text: str, name: str | None = None) -> tuple[str, dict]:
     if name is not None and config_name != name:
         raise ProfileError(name, None, f"tup.config is for profile {config_name!r}")
     values.pop("EXT", None)
+    listed = values.pop("SETTINGS", None)  # absent in configs rendered before the codec table
     profile: dict = {}
     for key, raw in values.items():
         field = key.lower()
@@ -207,4 +356,9 @@ def parse_tup_config(text: str, name: str | None = None) -> tuple[str, dict]:
                 raise ProfileError(config_name, field, f"not a JSON list: {exc}") from None
         else:
             profile[field] = raw
-    return config_name, normalize_profile(config_name, profile)
+    normal = normalize_profile(config_name, profile)
+    present = [field for field in CODEC_FIELDS[normal["codec"]] if normal.get(field) is not None]
+    if listed is not None and listed.split(",") != (present or [""]):
+        raise ProfileError(config_name, None, f"tup.config's CONFIG_SETTINGS={listed} does not name the codec "
+                                              f"settings it sets ({','.join(present)}), as the tup rules need")
+    return config_name, normal

@@ -1,7 +1,9 @@
 -- Rules of a music build, applied by tup to every index folder, once per variant (profile).
 -- The index files are written by music-build's scanner; see musicbuild/scan.py.
 -- Only the settings read here are part of the commands, so tup re-runs a profile's
--- commands exactly when one of these settings changes.
+-- commands exactly when one of these settings changes. The codec's settings are the ones
+-- CONFIG_SETTINGS names (tup_profile renders it from the codec table): each becomes
+-- `--<setting> <value>` of music-encode, whatever the codec and the setting.
 local profile = tup.getconfig('PROFILE')
 if profile == '' then
   return
@@ -11,11 +13,8 @@ end
 tup.export('MUSIC_ENCODE_SERVICE')
 
 local track_args = ' --profile ' .. profile .. ' --codec ' .. tup.getconfig('CODEC')
-for _, setting in ipairs({'COMPRESSION_LEVEL', 'BITRATE', 'QUALITY'}) do
-  local value = tup.getconfig(setting)
-  if value ~= '' then
-    track_args = track_args .. ' --' .. setting:lower():gsub('_', '-') .. ' ' .. value
-  end
+for setting in tup.getconfig('SETTINGS'):gmatch('[^,]+') do
+  track_args = track_args .. ' --' .. setting:gsub('_', '-') .. ' ' .. tup.getconfig(setting:upper())
 end
 track_args = track_args .. ' --art ' .. tup.getconfig('ART') .. ' --art-max-size ' .. tup.getconfig('ART_MAX_SIZE')
 

@@ -22,7 +22,7 @@ import sys
 from . import install, scan, service
 from .fsutil import write_json
 from .outputs import account, read_journal
-from .profile import ProfileError, parse_tup_config
+from .profile import ProfileError, parse_tup_config, render_tup_config
 from .tup import install_rules, run_tup
 
 
@@ -45,10 +45,15 @@ def read_profiles(tup_root: str) -> dict[str, dict]:
         if name.startswith(".") or name == "index" or not os.path.isfile(config):
             continue
         with open(config, encoding="utf-8") as fh:
-            try:
-                profile_name, profile = parse_tup_config(fh.read(), name)
-            except ProfileError as exc:
-                raise BuildError(f"{config}: {exc}") from None
+            text = fh.read()
+        try:
+            profile_name, profile = parse_tup_config(text, name)
+        except ProfileError as exc:
+            raise BuildError(f"{config}: {exc}") from None
+        if text != render_tup_config(profile_name, profile):
+            # The tup rules read it as this version renders it (CONFIG_SETTINGS and all).
+            raise BuildError(f"{config} is not as this version of tup_profile renders it: run the compile "
+                             "playbook (or the tup_profile module) to write it again")
         profiles[profile_name] = profile
     return profiles
 

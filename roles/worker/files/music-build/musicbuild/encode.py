@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from . import profile as music_profile
 from . import tags
 from .fsutil import write_json
 
@@ -30,19 +31,9 @@ def journal(music_dir: str, **event) -> None:
 
 
 def encoder_command(codec: str, settings: dict, out: str) -> list[str]:
-    if codec == "flac":
-        return ["flac", f"-{settings['compression_level']}", "--silent", "--force", "-o", out, "-"]
-    if codec == "opus":
-        return ["opusenc", "--quiet", "--bitrate", str(settings["bitrate"]), "-", out]
-    if codec == "mp3":
-        if settings.get("bitrate"):
-            return ["lame", "--quiet", "--cbr", "-b", str(settings["bitrate"]), "-", out]
-        return ["lame", "--quiet", "-V", str(settings["quality"]), "-", out]
-    if codec == "vorbis":
-        if settings.get("bitrate"):
-            return ["oggenc", "--quiet", "-b", str(settings["bitrate"]), "-o", out, "-"]
-        return ["oggenc", "--quiet", "-q", str(settings["quality"]), "-o", out, "-"]
-    raise ValueError(f"unknown codec {codec}")
+    """The encoder's command line for `codec` with `settings` (setting name -> value or None),
+    from the codec table."""
+    return music_profile.encoder_command({**settings, "codec": codec}, out)
 
 
 def run_pipeline(src: str, codec: str, settings: dict, out: str) -> None:
@@ -95,12 +86,12 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
     audio = inputs(args.audio)
     tag_info = inputs(args.tags)
     profile, codec = args.profile, args.codec
-    settings = {"compression_level": args.compression_level, "bitrate": args.bitrate, "quality": args.quality}
+    settings = {name: getattr(args, name) for name in music_profile.SETTING_NAMES}
     music = spec["music"]
     key = os.path.basename(args.track)[: -len(f".{profile}.track")]
     folder = os.path.basename(os.path.dirname(os.path.normpath(os.path.join(args.cwd, args.track))))
     state_path = os.path.join(music, "state", profile, folder, key + ".json")
-    audio_key = _digest(audio, codec, settings)
+    audio_key = _digest(audio, codec, music_profile.digest_settings(codec, settings))
     tags_key = _digest(tag_info, codec, args.art, args.art_max_size)
     try:
         state = _read_json(state_path)
@@ -170,10 +161,11 @@ def parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("track", help="encode or re-tag one track for one profile")
     t.add_argument("--profile", required=True)
-    t.add_argument("--codec", required=True, choices=["flac", "opus", "mp3", "vorbis"])
-    t.add_argument("--compression-level", type=int)
-    t.add_argument("--bitrate", type=int)
-    t.add_argument("--quality", type=int)
+    t.add_argument("--codec", required=True, choices=music_profile.CODECS)
+    # One option per setting of the codec table (--bitrate, --compression-level, ...), as the
+    # tup rules pass them (CONFIG_SETTINGS).
+    for name, kind in music_profile.SETTING_TYPES.items():
+        t.add_argument("--" + name.replace("_", "-"), dest=name, type=music_profile.TYPES[kind])
     t.add_argument("--art", choices=["y", "n"], default="y")
     t.add_argument("--art-max-size", type=int, default=0)
     t.add_argument("--audio", required=True)

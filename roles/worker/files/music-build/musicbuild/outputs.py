@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 
+from .profile import EXTENSIONS
 from .scan import ScanResult, write_if_changed
 
-AUDIO_EXTS = (".flac", ".opus", ".mp3", ".ogg")
+AUDIO_EXTS = tuple("." + ext for ext in EXTENSIONS.values())  # what the codec table's encoders write
 
 
 def read_journal(path: str) -> list[dict]:

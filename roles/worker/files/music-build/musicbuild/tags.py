@@ -14,6 +14,7 @@ from mutagen.id3 import (
 )
 
 from .fsutil import atomic_write, write_json
+from .profile import CODEC_TABLE
 
 COVER_NAMES = ("cover", "folder", "front", "albumart")
 COVER_EXTS = (".jpg", ".jpeg", ".png")
@@ -232,7 +233,11 @@ def r128_from_replaygain(gain_db: float) -> str:
 
 def vorbis_pairs_for(codec: str, pairs):
     """Tags for a Vorbis-comment output. Opus gets R128 gains instead of REPLAYGAIN_*."""
-    if codec != "opus":
+    return _vorbis_comments(pairs, r128=CODEC_TABLE[codec]["tags"] == "opus")
+
+
+def _vorbis_comments(pairs, r128: bool):
+    if not r128:
         return list(pairs)
     out = [(k, v) for k, v in pairs if not k.startswith("REPLAYGAIN_") and not k.startswith("R128_")]
     tags = tag_dict(pairs)
@@ -278,41 +283,63 @@ def id3_frames(pairs) -> list:
     return frames
 
 
-def write_tags(path: str, codec: str, pairs, art: Art | None) -> None:
-    """Replace every tag and picture of an output file with the source's."""
-    if codec == "mp3":
-        try:
-            id3 = ID3(path)
-        except ID3NoHeaderError:
-            id3 = ID3()
-        id3.clear()
-        for frame in id3_frames(pairs):
-            id3.add(frame)
-        if art is not None:
-            id3.add(APIC(encoding=3, mime=art.mime, type=PictureType.COVER_FRONT, desc="Cover", data=art.data))
-        id3.save(path, v2_version=4, v1=0)
-        return
-    if codec == "flac":
-        audio = FLAC(path)
-        audio.clear_pictures()
-        if audio.tags is None:
-            audio.add_tags()
-        audio.tags.clear()
-        for key, value in pairs:
-            audio.tags.append((key, value))
-        if art is not None:
-            audio.add_picture(art.flac_picture())
-        audio.save()
-        return
-    if codec == "opus":
-        from mutagen.oggopus import OggOpus as OggFile
-    else:
-        from mutagen.oggvorbis import OggVorbis as OggFile
-    audio = OggFile(path)
+def write_id3v24(path: str, pairs, art: Art | None) -> None:
+    """ID3v2.4 frames (MP3): every Vorbis comment mapped by id3_frames, the cover as APIC."""
+    try:
+        id3 = ID3(path)
+    except ID3NoHeaderError:
+        id3 = ID3()
+    id3.clear()
+    for frame in id3_frames(pairs):
+        id3.add(frame)
+    if art is not None:
+        id3.add(APIC(encoding=3, mime=art.mime, type=PictureType.COVER_FRONT, desc="Cover", data=art.data))
+    id3.save(path, v2_version=4, v1=0)
+
+
+def write_flac(path: str, pairs, art: Art | None) -> None:
+    """FLAC: the Vorbis comments as they are, the cover as a PICTURE block."""
+    audio = FLAC(path)
+    audio.clear_pictures()
+    if audio.tags is None:
+        audio.add_tags()
     audio.tags.clear()
-    for key, value in vorbis_pairs_for(codec, pairs):
+    for key, value in pairs:
+        audio.tags.append((key, value))
+    if art is not None:
+        audio.add_picture(art.flac_picture())
+    audio.save()
+
+
+def _write_ogg(audio, pairs, art: Art | None, r128: bool) -> None:
+    audio.tags.clear()
+    for key, value in _vorbis_comments(pairs, r128):
         audio.tags.append((key, value))
     if art is not None:
         encoded = base64.b64encode(art.flac_picture().write()).decode("ascii")
         audio.tags.append(("METADATA_BLOCK_PICTURE", encoded))
     audio.save()
+
+
+def write_opus(path: str, pairs, art: Art | None) -> None:
+    """Ogg Opus: Vorbis comments with R128 gains in place of ReplayGain, the cover as
+    METADATA_BLOCK_PICTURE."""
+    from mutagen.oggopus import OggOpus
+
+    _write_ogg(OggOpus(path), pairs, art, r128=True)
+
+
+def write_vorbis(path: str, pairs, art: Art | None) -> None:
+    """Ogg Vorbis: the Vorbis comments as they are, the cover as METADATA_BLOCK_PICTURE."""
+    from mutagen.oggvorbis import OggVorbis
+
+    _write_ogg(OggVorbis(path), pairs, art, r128=False)
+
+
+# The codec table's tag formats ("tags" of each codec) -> their writer.
+WRITERS = {"id3v2.4": write_id3v24, "flac": write_flac, "opus": write_opus, "vorbis": write_vorbis}
+
+
+def write_tags(path: str, codec: str, pairs, art: Art | None) -> None:
+    """Replace every tag and picture of an output file with the source's."""
+    WRITERS[CODEC_TABLE[codec]["tags"]](path, pairs, art)
