@@ -35,7 +35,7 @@ import re
 #       "choices":     the allowed values ("what": how a refusal names one: "an MP3 bitrate");
 #       "default":     the value when the profile gives none (None: no value, no argument);
 #       "args":        the encoder's arguments, "{}" standing for the value;
-#       "doc":         one line for the docs;
+#       "doc":         one line for the docs, read after the values ("6-510 kb/s (VBR target)");
 #       "encoder_default": (optional, for settings added later) the value the encoder used
 #                      before the setting existed: at that value the output's audio digest
 #                      stays as it was, so existing outputs are not re-encoded;
@@ -59,7 +59,7 @@ CODEC_TABLE = {
         "settings": {
             "compression_level": {
                 "type": "int", "range": (0, 8), "default": 8, "args": ("-{}",),
-                "doc": "compression effort: higher is smaller and slower to encode, same audio",
+                "doc": "(higher: smaller files, slower to encode; the audio is the same)",
             },
         },
     },
@@ -87,7 +87,7 @@ CODEC_TABLE = {
             },
             "quality": {
                 "type": "int", "range": (0, 9), "default": 2, "args": ("-V", "{}"),
-                "doc": "LAME VBR quality: 0 is best and largest",
+                "doc": "(LAME VBR; 0 is best and largest)",
             },
         },
         "exclusive": ({"bitrate": "CBR", "quality": "VBR"},),
@@ -104,7 +104,7 @@ CODEC_TABLE = {
             },
             "quality": {
                 "type": "int", "range": (-1, 10), "default": 5, "args": ("-q", "{}"),
-                "doc": "Vorbis VBR quality: 10 is best and largest",
+                "doc": "(VBR; 10 is best and largest)",
             },
         },
         "exclusive": ({"bitrate": "ABR", "quality": "VBR"},),

@@ -29,11 +29,9 @@ options:
     description:
       - The profile settings.
       - C(codec) (required) is one of C(flac), C(opus), C(mp3), C(vorbis).
-      - C(compression_level) (flac, 0-8, default 8).
-      - C(bitrate) in kb/s (opus 6-510, default 128; mp3 CBR one of 32, 40, 48, 56, 64, 80, 96,
-        112, 128, 160, 192, 224, 256, 320; vorbis ABR 45-500).
-      - C(quality) (mp3 VBR 0-9, default 2; vorbis -1 to 10, default 5). mp3 and vorbis take
-        either C(bitrate) or C(quality).
+      - The codec's encoder settings (such as C(compression_level), C(bitrate), C(quality)), their
+        values and defaults are those of the codec table in C(plugins/module_utils/music_profile.py);
+        the collection's README.md lists them (its profile reference is generated from the table).
       - C(art) (bool, default true), C(art_max_size) (pixels of the longest side, 0 keeps art as
         it is, else 16-8192), C(fat32_names) (bool, default false), C(playlists) (bool, default
         false), C(extra_files) (list of glob patterns of files copied beside the tracks).
