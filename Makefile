@@ -37,6 +37,7 @@ lint: setup
 	yamllint -s .
 	ansible-lint --profile production
 	.venv/bin/python scripts/role_docs.py --check
+	.venv/bin/python -m music_devkit.profile_docs --check
 
 bench: setup
 	bash scripts/bench.sh
