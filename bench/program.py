@@ -4,7 +4,8 @@ The build program is installed into the work dir as the worker role installs it 
 packed into one archive by the role's lookup (music.profiles.build_program), unpacked and
 precompiled by the archive's own installer. `music_build` runs it once and reads back what it
 did (tup's time, the encoder runs of the journal, report.json). `bare_encode` runs the
-build's own encoder commands, from the codec table, without the build around them.
+encoder commands of the codec table (musicbuild.profile), the build's own, without the
+build around them.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from musicbuild.encode import encoder_command as build_command
+from musicbuild import profile as codec_table
 from musicbuild.profile import EXTENSIONS, normalize_profile, render_tup_config
 
 from measure import Meter, say
@@ -60,10 +61,8 @@ def load_profiles() -> dict:
 
 
 def encoder_command(name: str, profile: dict, out: str) -> list[str]:
-    """The build's own encoder command for profile `name` (musicbuild/encode.py), not a copy of it."""
-    p = normalize_profile(name, profile)
-    return build_command(p["codec"], {"compression_level": p.get("compression_level"), "bitrate": p.get("bitrate"),
-                                      "quality": p.get("quality")}, out)
+    """The encoder command of profile `name`, from the codec table the build itself reads."""
+    return codec_table.encoder_command(normalize_profile(name, profile), out)
 
 
 def bare_encode(files: list[Path], profiles: dict, names: list[str], out: Path, parallel: int) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shutil
 
-from musicbuild.profile import render_tup_config
+from musicbuild.profile import CODEC_TABLE, render_tup_config
 
 import library
 from measure import Meter, say
@@ -77,12 +77,14 @@ def run(profiles: dict) -> dict:
 
     name = SCALE_PROFILES[0]
     changed = dict(profiles[name])
+    codec_settings = CODEC_TABLE[changed["codec"]]["settings"]
     if changed.get("bitrate"):
         changed["bitrate"] = int(changed["bitrate"]) + 32
-    elif changed["codec"] in ("mp3", "vorbis"):
-        changed["quality"] = (int(changed.get("quality", 2)) + 2) % 10
+    elif "quality" in codec_settings:
+        changed["quality"] = (int(changed.get("quality", codec_settings["quality"]["default"])) + 2) % 10
     else:
-        changed["compression_level"] = (int(changed.get("compression_level", 8)) + 3) % 9
+        changed["compression_level"] = (int(changed.get("compression_level",
+                                                        codec_settings["compression_level"]["default"])) + 3) % 9
     (builds / ".music" / "tup" / name / "tup.config").write_text(render_tup_config(name, changed))
     say(f"scale: profile {name} changed ({profiles[name]} -> {changed})")
     res["profile_change"] = music_build(src, builds, "scale-profile-change")
