@@ -13,17 +13,20 @@ Layout of the builds directory:
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
+import json
 import fcntl
 import os
 import shutil
+import signal
 import sys
 
 from . import install, scan, service
-from .fsutil import write_json
-from .outputs import account, read_journal
+from .fsutil import describe, display, write_json
+from .outputs import account, first, load_records, plan_pruning, read_journal
 from .profile import ProfileError, parse_tup_config, render_tup_config
-from .tup import install_rules, run_tup
+from .tup import PIDFILE, clear_leftovers, install_rules, run_tup
 
 
 class BuildError(Exception):
@@ -58,9 +61,22 @@ def read_profiles(tup_root: str) -> dict[str, dict]:
     return profiles
 
 
-def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -> dict:
+class GuardTripped(BuildError):
+    """The build removed nothing because too much would have gone; the user may confirm."""
+
+
+class Interrupted(BuildError):
+    pass
+
+
+CONFIRM = ("to remove them, confirm for this run only: -e music_allow_mass_removal=true "
+           "(music-build --allow-mass-removal)")
+
+
+def build(sources: str, builds: str, jobs: int, only: list[str] | None = None, allow_mass_removal: bool = False,
+          removal_share: float = 0.5) -> dict:
     """One build, in named stages: check and lock, choose profiles, prepare the state folder,
-    scan and run tup, account per profile (playlists, prune), report."""
+    scan and run tup, account per profile (record, playlists, prune), report."""
     sources = os.path.abspath(sources)
     builds = os.path.abspath(builds)
     music = os.path.join(builds, ".music")
@@ -69,32 +85,83 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None) -
     profiles, chosen = choose_profiles(tup_root, only)
     started = now()
     journal_path = prepare_state(music, tup_root)
-    result, rc, served = compile_profiles(sources, builds, music, tup_root, profiles, chosen, jobs, bool(only))
+    cache = scan.load_cache(os.path.join(music, "scan-cache.json"))
+    records = load_records(music, builds, profiles, cache)
+    result, rc, served = compile_profiles(sources, builds, music, tup_root, profiles, chosen, jobs, bool(only),
+                                          cache, records, allow_mass_removal)
     events = read_journal(journal_path)
-    report = {"profiles": {p: account(p, builds, result, events) for p in chosen}, "started": started,
-              "encode_service_commands": served}
+    report = {"profiles": {p: account(p, builds, music, result, events, records[p], removal_share,
+                                      allow_mass_removal) for p in chosen},
+              "started": started, "encode_service_commands": served}
     check_tup(rc, events, music)
     report["finished"] = now()
     write_json(os.path.join(builds, "report.json"), report, indent=2)
     summarize(report, builds)
     lock.close()
+    withheld = {p: r["withheld"] for p, r in report["profiles"].items() if "withheld" in r}
+    if withheld:
+        raise GuardTripped("; ".join(f"profile {p}: nothing removed: {w['reason']}, e.g. "
+                                     + ", ".join(w["first"][:3]) for p, w in withheld.items()) + "; " + CONFIRM)
     return report
 
 
 def open_build(sources: str, builds: str, music: str, tup_root: str):
-    """Check the sources, make the state folder and take the build's lock (returned)."""
+    """Check the folders (they may not overlap), make the state folder, take the build's lock
+    (returned) and end whatever a killed earlier build left running."""
     if not os.path.isdir(sources):
-        raise BuildError(f"sources directory {sources} does not exist")
+        raise BuildError(f"sources directory {display(sources)} does not exist")
     if not os.access(sources, os.R_OK | os.X_OK):
-        raise BuildError(f"sources directory {sources} is not readable by this user")
+        raise BuildError(f"sources directory {display(sources)} is not readable by this user")
+    check_overlap(sources, builds)
     os.makedirs(tup_root, exist_ok=True)
     lock = open(os.path.join(music, "lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise BuildError(f"another build of {builds} is running") from None
+        raise BuildError(f"another build of {display(builds)} is running") from None
+    ended = clear_leftovers(tup_root, os.path.join(music, PIDFILE))
+    if ended:
+        say(f"ended what an interrupted earlier build left running (process group {ended})")
     return lock
+
+
+def _identities(path: str) -> list[tuple[tuple[int, int], str]]:
+    """(device, inode) of `path` and of each folder above it, as the kernel shows them."""
+    found, path = [], os.path.realpath(path)
+    while True:
+        try:
+            st = os.stat(path)
+            found.append(((st.st_dev, st.st_ino), path))
+        except OSError:
+            pass
+        parent = os.path.dirname(path)
+        if parent == path:
+            return found
+        path = parent
+
+
+def check_overlap(sources: str, builds: str) -> None:
+    """Sources and builds may not be one folder nor contain each other, through symlinks and
+    bind mounts too (a folder is the same folder wherever it is mounted)."""
+    src_ids, out_ids = _identities(sources), _identities(builds)
+    src_self, out_self = src_ids[0][0] if src_ids else None, out_ids[0][0] if out_ids else None
+    if os.path.realpath(sources) == os.path.realpath(builds) or (src_self and src_self == out_self):
+        problem = "are the same folder"
+    elif src_self and src_self in {i for i, _ in out_ids}:
+        problem = "overlap: the builds folder is inside the sources folder"
+    elif out_self and out_self in {i for i, _ in src_ids}:
+        problem = "overlap: the sources folder is inside the builds folder"
+    else:
+        real_src, real_out = os.path.realpath(sources), os.path.realpath(builds)
+        if real_out.startswith(real_src + os.sep):
+            problem = "overlap: the builds folder is inside the sources folder"
+        elif real_src.startswith(real_out + os.sep):
+            problem = "overlap: the sources folder is inside the builds folder"
+        else:
+            return
+    raise BuildError(f"sources {display(sources)} and builds {display(builds)} {problem}; "
+                     "nothing was written. Choose folders apart from each other")
 
 
 def choose_profiles(tup_root: str, only: list[str] | None) -> tuple[dict[str, dict], list[str]]:
@@ -122,18 +189,27 @@ def prepare_state(music: str, tup_root: str) -> str:
 
 
 def compile_profiles(sources: str, builds: str, music: str, tup_root: str, profiles: dict[str, dict],
-                     chosen: list[str], jobs: int, only: bool) -> tuple[scan.ScanResult, int, int]:
+                     chosen: list[str], jobs: int, only: bool, cache: dict, records: dict,
+                     allow_empty: bool) -> tuple[scan.ScanResult, int, int]:
     """Scan the sources into tup's index, then run tup with the encode service. Returns the
     scan's result, tup's exit code and the number of commands the service ran."""
-    encode_service = service.Service(music)  # it loads its libraries while the sources are scanned
+    pidfile = os.path.join(music, PIDFILE)
+    encode_service = service.Service(music, pidfile)  # it loads its libraries while the sources are scanned
     try:
-        say(f"scanning {sources}; building {', '.join(chosen)}")
-        result = scan.scan(sources, builds, tup_root, profiles, os.path.join(music, "scan-cache.json"))
+        say(f"scanning {display(sources)}; building {', '.join(chosen)}")
+        try:
+            result = scan.scan(sources, builds, tup_root, profiles, os.path.join(music, "scan-cache.json"),
+                               cache=cache, records=records, allow_empty=allow_empty)
+        except scan.EmptySources as exc:
+            raise GuardTripped(f"{exc}: nothing was changed (an unmounted disk or a failed sync?); "
+                               + CONFIRM) from None
         say(f"{len(result.tracks)} tracks, {len(result.failed)} unusable, {result.index_changes} index changes")
         for p in chosen:
             os.makedirs(os.path.join(builds, p), exist_ok=True)
+            os.chmod(os.path.join(builds, p), 0o755)  # served to others whatever an earlier umask made it
         # Only the chosen variants are brought up to date; the others wait for their turn.
-        rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [], encode_service.name())
+        rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [], encode_service.name(),
+                     pidfile)
     finally:
         served = encode_service.stop()
     return result, rc, served
@@ -154,6 +230,33 @@ def summarize(report: dict, builds: str) -> None:
         say("failed tracks are listed in " + os.path.join(builds, "report.json"))
 
 
+def dry_run(sources: str, builds: str, allow_mass_removal: bool = False, removal_share: float = 0.5) -> dict:
+    """What a build would remove, and whether the mass-removal guard would hold it back,
+    without writing anything (the play's --check). Sources are read, not the index."""
+    sources, builds = os.path.abspath(sources), os.path.abspath(builds)
+    music = os.path.join(builds, ".music")
+    tup_root = os.path.join(music, "tup")
+    if not os.path.isdir(sources):
+        raise BuildError(f"sources directory {display(sources)} does not exist")
+    check_overlap(sources, builds)
+    profiles = read_profiles(tup_root) if os.path.isdir(tup_root) else {}
+    cache = copy.deepcopy(scan.load_cache(os.path.join(music, "scan-cache.json")))
+    records = load_records(music, builds, profiles, cache)
+    result = scan.ScanResult()
+    folders, new_sources = scan.survey(sources, cache["sources"], result)
+    plan = {"profiles": {}, "empty_sources": False}
+    if not result.seen and not result.protected and any(records.values()):
+        plan["empty_sources"] = not allow_mass_removal
+    dests = scan.assign_destinations(folders, profiles, result, cache)
+    scan.plan_outputs(folders, new_sources, dests, profiles, builds, result)
+    for p in profiles:
+        tree = os.path.join(builds, p)
+        expected = result.expected[p] | {os.path.relpath(spec["dest"], tree) for spec in result.playlists[p]}
+        pruning = plan_pruning(records[p], expected, result, removal_share, allow_mass_removal)
+        plan["profiles"][p] = {"would_remove": first(pruning.remove), "withheld": pruning.withheld}
+    return plan
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="music-build", description="Build every profile of a music library, incrementally, with tup.")
     parser.add_argument("--version", action="version", version=f"music-build {install.version()} {install.stamp() or 'source'}")
@@ -161,11 +264,42 @@ def main(argv=None) -> int:
     parser.add_argument("--builds", required=True, help="where the profiles' trees and report.json go")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel encoders (default: cores)")
     parser.add_argument("--only", default="", help="comma-separated profiles to build this time (default: all)")
+    parser.add_argument("--allow-mass-removal", action="store_true",
+                        help="this run only: remove outputs even when most of a profile's sources are gone "
+                             "or the sources folder is empty")
+    parser.add_argument("--removal-share", type=float, default=0.5,
+                        help="the share of a profile's outputs whose sources may be gone before the build "
+                             "refuses to remove them (default 0.5)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="write nothing; print (JSON) what the build would remove and whether it would refuse")
     args = parser.parse_args(argv)
     only = [p.strip() for p in args.only.split(",") if p.strip()]
+    if args.dry_run:
+        try:
+            plan = dry_run(args.sources, args.builds, args.allow_mass_removal, args.removal_share)
+        except (BuildError, OSError) as exc:
+            print(f"music-build: error: {describe(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(plan, indent=2))
+        refused = plan["empty_sources"] or any(r["withheld"] for r in plan["profiles"].values())
+        return 3 if refused else 0
+    os.umask(0o022)  # outputs are served to other users, whatever the caller's umask
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     try:
-        build(args.sources, args.builds, max(1, args.jobs), only)
+        build(args.sources, args.builds, max(1, args.jobs), only, args.allow_mass_removal, args.removal_share)
+    except GuardTripped as exc:
+        print(f"music-build: refused: {exc}", file=sys.stderr)
+        return 3
     except BuildError as exc:
         print(f"music-build: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"music-build: error: {describe(exc)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _interrupted(signum, _frame):
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}; tup and its commands were ended, "
+                      "the next build carries on where this one stopped")

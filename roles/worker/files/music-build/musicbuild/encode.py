@@ -8,17 +8,19 @@ filesystem and renamed into place, so readers never see a partial file.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
 from . import profile as music_profile
 from . import tags
-from .fsutil import write_json
+from .fsutil import describe, display, mount_point, oserror_in, write_json
 
 def journal(music_dir: str, **event) -> None:
     """Append one event to the running build's journal (one short line, O_APPEND)."""
@@ -36,20 +38,74 @@ def encoder_command(codec: str, settings: dict, out: str) -> list[str]:
     return music_profile.encoder_command({**settings, "codec": codec}, out)
 
 
+class TransientError(RuntimeError):
+    """A failure that is not the source's fault (an encoder's exit, a signal, a full disk, a
+    vanished file): reported with its cause and retried on the next build."""
+
+
+def _ended(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"was killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"was killed by signal {-rc}"
+    return f"exited with {rc}"
+
+
+def disk_full(path: str) -> str | None:
+    """'disk full ...' naming the filesystem when the one holding `path` has (almost) no room."""
+    folder = os.path.dirname(path) or "."
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize < 256 * 1024:
+        return f"disk full: no space left on the filesystem at {mount_point(folder)}"
+    return None
+
+
 def run_pipeline(src: str, codec: str, settings: dict, out: str) -> None:
-    """flac decode | encoder, failing with the decoder's or encoder's own words."""
+    """flac decode | encoder. A source is called bad only when decoding it alone fails; any
+    other failure is a TransientError with the failing program's own words."""
+    if not os.path.exists(src):
+        raise TransientError("the source file is gone (moved or deleted during the build)")
+    argv = encoder_command(codec, settings, out)
     decoder = subprocess.Popen(["flac", "--decode", "--stdout", "--silent", "--", src],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    encoder = subprocess.Popen(encoder_command(codec, settings, out), stdin=decoder.stdout,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    encoder = subprocess.Popen(argv, stdin=decoder.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     decoder.stdout.close()
     enc_err = encoder.communicate()[1]
     dec_err = decoder.stderr.read()
     decoder.wait()
-    if decoder.returncode != 0:
-        raise tags.SourceError("FLAC decode failed (truncated or damaged audio): " + _last_line(dec_err, "decoder exited with %d" % decoder.returncode))
+    if decoder.returncode == 0 and encoder.returncode == 0:
+        return
+    full = disk_full(out)
+    if full:
+        raise TransientError(full)
     if encoder.returncode != 0:
-        raise RuntimeError(f"{codec} encoder failed: " + _last_line(enc_err, "exit %d" % encoder.returncode))
+        raise TransientError(f"{codec} encoder ({argv[0]}) {_ended(encoder.returncode)}: "
+                             + _last_line(enc_err, "no message"))
+    if decoder.returncode > 0 and os.path.exists(src):
+        alone = subprocess.run(["flac", "--test", "--silent", "--", src], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+        if alone.returncode != 0 and os.path.exists(src):
+            raise tags.SourceError("FLAC decode failed (truncated or damaged audio): "
+                                   + _last_line(alone.stderr or dec_err, "decoder exited with %d" % decoder.returncode))
+    if not os.path.exists(src):
+        raise TransientError("the source file is gone (moved or deleted during the build)")
+    raise TransientError(f"flac decoder {_ended(decoder.returncode)}: " + _last_line(dec_err, "no message"))
+
+
+def failure_reason(exc: Exception, tmp: str) -> tuple[str, bool]:
+    """(reason, retry) for an exception that failed one output."""
+    if isinstance(exc, tags.SourceError):
+        return str(exc), False
+    if isinstance(exc, TransientError):
+        return str(exc), True
+    oserr = oserror_in(exc)
+    if oserr is not None:
+        return describe(oserr, None if oserr.filename else tmp), True
+    return f"{type(exc).__name__}: {exc}", True
 
 
 def _last_line(data: bytes, default: str) -> str:
@@ -99,9 +155,9 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
         state = {}
     dest = spec["dest"]
     tmpdir = os.path.join(music, "tmp")
-    os.makedirs(tmpdir, exist_ok=True)
     tmp = os.path.join(tmpdir, f"{profile}.{key}.{os.getpid()}{os.path.splitext(dest)[1]}")
     try:
+        os.makedirs(tmpdir, exist_ok=True)
         art = None
         if args.art == "y":
             art = tags.load_art(spec["src"], spec.get("cover"), args.art_max_size, os.path.join(music, "art"))
@@ -125,34 +181,51 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
         _write_json(state_path, {"audio_key": audio_key, "tags_key": tags_key, "dest": dest,
                                  "source": spec["source"]})
     except Exception as exc:  # one track fails alone; the reason goes to the report
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        reason = str(exc) if isinstance(exc, (tags.SourceError, RuntimeError)) else f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, tags.SourceError):
+        reason, retry = failure_reason(exc, tmp)
+        _discard(tmp)
+        if not retry:  # only a source that fails to decode by itself is remembered as bad
             state.update(bad_audio_key=audio_key, bad_reason=reason)
-            _write_json(state_path, state)
-        journal(music, profile=profile, event="failed", source=spec["source"], reason=reason)
-        print(f"music-encode: {profile}: {spec['source']}: {reason}", file=sys.stderr)
+            try:
+                _write_json(state_path, state)
+            except OSError:
+                pass
+        _fail(music, profile, spec["source"], reason, retry)
         return 1, None
-    journal(music, profile=profile, event=event, source=spec["source"])
+    journal(music, profile=profile, event=event, source=spec["source"], dest=dest)
     return 0, f"{event} {time.time():.0f}\n"
+
+
+def _discard(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def _fail(music: str, profile: str, source: str, reason: str, retry: bool) -> None:
+    try:
+        journal(music, profile=profile, event="failed", source=source, reason=reason, retry=retry)
+    except OSError:  # a full disk can refuse the journal's line too: stderr still says it
+        pass
+    print(f"music-encode: {profile}: {display(source)}: {reason}", file=sys.stderr)
 
 
 def cmd_copy(args, inputs) -> tuple[int, str | None]:
     spec = inputs(args.copy)
     music = spec["music"]
     tmpdir = os.path.join(music, "tmp")
-    os.makedirs(tmpdir, exist_ok=True)
     tmp = os.path.join(tmpdir, f"{args.profile}.copy.{os.getpid()}")
     try:
+        os.makedirs(tmpdir, exist_ok=True)
         shutil.copyfile(spec["src"], tmp)
         publish(tmp, spec["dest"])
     except OSError as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        journal(music, profile=args.profile, event="failed", source=spec["source"], reason=f"copy failed: {exc.strerror}")
+        _discard(tmp)
+        reason = ("the source file is gone (moved or deleted during the build)" if exc.errno == errno.ENOENT
+                  and not os.path.exists(spec["src"]) else describe(exc))
+        _fail(music, args.profile, spec["source"], f"copy failed: {reason}", True)
         return 1, None
-    journal(music, profile=args.profile, event="copied", source=spec["source"])
+    journal(music, profile=args.profile, event="copied", source=spec["source"], dest=spec["dest"])
     return 0, "copied\n"
 
 

@@ -1,11 +1,12 @@
-"""Atomic writes: the one way the build writes a file that others read.
+"""File-system helpers: atomic writes, names shown readably, one-line errors.
 
-The content goes to a temporary file in the same folder, which is then renamed over the
+Atomic writes are the one way the build writes a file that others read. The content goes to a temporary file in the same folder, which is then renamed over the
 target: a reader (tup, rsync, the next build, a user) sees the old file or the new one,
 never a partial one, whatever happens in between.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -34,3 +35,52 @@ def write_json(path: str, data, **dump_options) -> None:
     """`data` as JSON in `path`, atomically (names that are not UTF-8 kept as surrogates)."""
     options = {"ensure_ascii": False, **dump_options}
     atomic_write(path, json.dumps(data, **options) + ("\n" if options.get("indent") else ""))
+
+
+def display(path: str) -> str:
+    """`path` as readable text: names that are not valid UTF-8 show their odd bytes as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def exact(path: str) -> dict:
+    """A report's fields for a path: `display` text, plus the exact bytes (hex) when the name
+    is not valid UTF-8, so that two such names can never be confused."""
+    raw = os.fsencode(path)
+    try:
+        raw.decode("utf-8")
+        return {"source": path}
+    except UnicodeDecodeError:
+        return {"source": display(path), "source_bytes_hex": raw.hex()}
+
+
+def mount_point(path: str) -> str:
+    """The mount point of the filesystem that holds `path` (or would hold it)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def describe(exc: OSError, path: str | None = None) -> str:
+    """One line for a file-system error: the path, the cause, and for a full disk the
+    filesystem that is full."""
+    where = path or exc.filename
+    where = display(os.fsdecode(where)) if where is not None else None
+    if exc.errno == errno.ENOSPC:
+        fs = mount_point(os.fsdecode(where if where is not None else "."))
+        return f"disk full: no space left on the filesystem at {fs}" + (f" (writing {where})" if where else "")
+    if exc.errno == errno.EDQUOT:
+        return "disk quota exceeded" + (f" writing {where}" if where else "")
+    cause = exc.strerror or str(exc)
+    return f"{where}: {cause}" if where else cause
+
+
+def oserror_in(exc: BaseException | None) -> OSError | None:
+    """The OSError behind `exc` (libraries such as mutagen wrap them), if any."""
+    for _ in range(5):
+        if exc is None or isinstance(exc, OSError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -1,15 +1,26 @@
 """The outputs after tup: what the encoders did (the journal), each profile's playlists, the
-files no current source accounts for removed, and the profile's part of the report.
+outputs no current source accounts for removed, and the profile's part of the report.
+
+The build owns only what it made. Each profile's record (`.music/outputs/<profile>.json`,
+output path -> source path) lists the outputs it wrote; pruning removes only recorded outputs,
+so anything else in a profile's tree (a `.stfolder`, `.nomedia`, the user's own files) is left
+alone and reported as `foreign`. A source that could not be read this time keeps its outputs.
+And when more than a set share of a profile's outputs would go because their sources are
+gone (an unmounted disk, a wrong sync prefix), nothing is removed unless the user confirms.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 
+from .fsutil import display, exact, write_json
 from .profile import EXTENSIONS
 from .scan import ScanResult, write_if_changed
 
 AUDIO_EXTS = tuple("." + ext for ext in EXTENSIONS.values())  # what the codec table's encoders write
+MADE_EVENTS = ("encoded", "retagged", "unchanged", "copied")
+FIRST = 5  # paths listed in the report for long lists
 
 
 def read_journal(path: str) -> list[dict]:
@@ -26,24 +37,35 @@ def read_journal(path: str) -> list[dict]:
     return events
 
 
-def prune(tree: str, expected: set[str]) -> int:
-    """Remove files of a profile's tree that no current source accounts for. Returns tracks removed."""
-    removed = 0
-    if not os.path.isdir(tree):
-        return 0
-    for top, dirs, files in os.walk(tree, topdown=False):
-        for name in files:
-            path = os.path.join(top, name)
-            if os.path.relpath(path, tree) not in expected:
-                os.unlink(path)
-                if name.lower().endswith(AUDIO_EXTS):
-                    removed += 1
-        if top != tree and not os.listdir(top):
-            os.rmdir(top)
-    return removed
+def record_path(music: str, profile: str) -> str:
+    return os.path.join(music, "outputs", f"{profile}.json")
 
 
-def write_playlists(specs: list[dict], tree: str, expected: set[str]) -> None:
+def load_records(music: str, builds: str, profiles, cache: dict) -> dict[str, dict[str, str]]:
+    """Each profile's record of the outputs the build made (output relpath -> source relpath).
+
+    A build made before records existed gets one seeded from its scan cache: the outputs its
+    last scan assigned that are there, so they are not mistaken for foreign files."""
+    records = {}
+    for p in profiles:
+        try:
+            with open(record_path(music, p), encoding="utf-8", errors="surrogateescape") as fh:
+                records[p] = json.load(fh)["outputs"]
+            continue
+        except (OSError, ValueError, KeyError):
+            pass
+        assigned = cache.get("dests", {}).get(p, {})
+        tree = os.path.join(builds, p)
+        records[p] = {dest: rel for rel, (_, dest) in assigned.items() if os.path.lexists(os.path.join(tree, dest))}
+    return records
+
+
+def save_record(music: str, profile: str, record: dict[str, str]) -> None:
+    os.makedirs(os.path.join(music, "outputs"), exist_ok=True)
+    write_json(record_path(music, profile), {"version": 1, "outputs": record}, separators=(",", ":"))
+
+
+def write_playlists(specs: list[dict], tree: str, expected: set[str], record: dict[str, str]) -> None:
     """One m3u8 per album, listing the tracks of the album that are in the tree, in order."""
     for spec in specs:
         folder = os.path.dirname(spec["dest"])
@@ -54,26 +76,109 @@ def write_playlists(specs: list[dict], tree: str, expected: set[str]) -> None:
         if len(lines) == 1:
             continue
         write_if_changed(spec["dest"], "\n".join(lines) + "\n")
-        expected.add(os.path.relpath(spec["dest"], tree))
+        rel = os.path.relpath(spec["dest"], tree)
+        expected.add(rel)
+        record[rel] = spec["source"]
 
 
-def account(p: str, builds: str, result: ScanResult, events: list[dict]) -> dict:
-    """Profile p after tup: its playlists written, what no source accounts for pruned, and its
-    part of the report."""
+@dataclass
+class Pruning:
+    """What pruning a profile would remove, and whether the mass-removal guard holds it back."""
+    remove: list[str] = field(default_factory=list)   # recorded outputs no current source accounts for
+    gone: int = 0                                      # of which: their source is gone
+    withheld: str | None = None                        # why nothing is removed, when the guard trips
+
+
+def plan_pruning(record: dict[str, str], expected: set[str], result: ScanResult, share: float,
+                 allow: bool) -> Pruning:
+    """Recorded outputs no longer expected, minus those of sources that could not be read. A
+    source that is still there but whose output moved (a rename, a profile change) is not
+    counted as gone; when the gone ones are more than `share` of the record, the guard trips."""
+    plan = Pruning()
+    for dest, source in sorted(record.items()):
+        if dest in expected or result.is_protected(source):
+            continue
+        plan.remove.append(dest)
+        if source not in result.seen:
+            plan.gone += 1
+    if not allow and record and plan.gone > share * len(record):
+        plan.withheld = (f"{plan.gone} of its {len(record)} outputs would be removed because their sources "
+                         f"are gone (more than {share:.0%})")
+    return plan
+
+
+def prune(tree: str, plan: Pruning, record: dict[str, str]) -> int:
+    """Remove the planned outputs (recorded ones only) and the folders they leave empty.
+    Returns the tracks removed."""
+    removed = 0
+    for dest in plan.remove:
+        path = os.path.join(tree, dest)
+        try:
+            os.unlink(path)
+            if dest.lower().endswith(AUDIO_EXTS):
+                removed += 1
+        except FileNotFoundError:
+            pass
+        del record[dest]
+        folder = os.path.dirname(path)
+        while folder != tree and folder.startswith(tree + os.sep):
+            try:
+                os.rmdir(folder)  # only when empty: a folder holding anything else stays
+            except OSError:
+                break
+            folder = os.path.dirname(folder)
+    return removed
+
+
+def foreign_files(tree: str, record: dict[str, str], expected: set[str]) -> list[str]:
+    """Files in a profile's tree that the build did not make (left alone)."""
+    found = []
+    for top, dirs, files in os.walk(tree):
+        dirs.sort()
+        for name in sorted(files):
+            rel = os.path.relpath(os.path.join(top, name), tree)
+            if rel not in record and rel not in expected:
+                found.append(rel)
+    return found
+
+
+def first(paths: list[str]) -> dict:
+    return {"count": len(paths), "first": [display(p) for p in paths[:FIRST]]}
+
+
+def account(p: str, builds: str, music: str, result: ScanResult, events: list[dict], record: dict[str, str],
+            share: float, allow: bool) -> dict:
+    """Profile p after tup: its record brought up to date, its playlists written, what no
+    source accounts for pruned (unless the guard holds it back), and its part of the report."""
+    tree = os.path.join(builds, p)
     mine = [e for e in events if e.get("profile") == p]
+    for e in mine:
+        if e["event"] in MADE_EVENTS and e.get("dest", "").startswith(tree + os.sep):
+            record[os.path.relpath(e["dest"], tree)] = e["source"]
     usable = set(result.tracks)
-    failed = [{"source": f["source"], "reason": f["reason"]} for f in result.failed]
-    failed += [{"source": e["source"], "reason": e["reason"]} for e in mine if e["event"] == "failed"]
+    failed = [_failure(f) for f in result.failed]
+    failed += [_failure(e) for e in mine if e["event"] == "failed"]
     encoded = sum(1 for e in mine if e["event"] == "encoded")
     retagged = sum(1 for e in mine if e["event"] == "retagged")
     track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in usable)
-    write_playlists(result.playlists[p], os.path.join(builds, p), result.expected[p])
-    removed = prune(os.path.join(builds, p), result.expected[p])
-    return {
-        "path": os.path.join(builds, p),
+    write_playlists(result.playlists[p], tree, result.expected[p], record)
+    plan = plan_pruning(record, result.expected[p], result, share, allow)
+    removed = 0 if plan.withheld else prune(tree, plan, record)
+    save_record(music, p, record)
+    report = {
+        "path": display(tree),
         "encoded": encoded,
         "retagged": retagged,
         "unchanged": max(0, len(result.tracks) - encoded - retagged - track_failures),
         "removed": removed,
+        "restored": result.restored.get(p, 0),
         "failed": sorted(failed, key=lambda f: f["source"]),
+        "foreign": first(foreign_files(tree, record, result.expected[p])),
     }
+    if plan.withheld:
+        report["withheld"] = {"reason": plan.withheld, **first(plan.remove)}
+    return report
+
+
+def _failure(event: dict) -> dict:
+    return {**exact(event["source"]), "reason": display(event["reason"]), "retry": event.get("retry", True)}

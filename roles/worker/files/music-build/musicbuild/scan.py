@@ -11,27 +11,41 @@ re-tagged, not re-encoded. Sources are only stat()ed unless their size or mtime 
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
+import posixpath
 import time
 from dataclasses import dataclass, field
 
 from .profile import EXTENSIONS
 
 from . import names, tags
-from .fsutil import atomic_write, write_json
+from .fsutil import atomic_write, display, write_json
 
 CACHE_VERSION = 1
+
+
+class EmptySources(Exception):
+    """The sources folder holds nothing although earlier builds had sources (an unmounted
+    disk, a failed sync): nothing is changed."""
 
 
 @dataclass
 class ScanResult:
     tracks: list[str] = field(default_factory=list)          # relpaths of usable tracks
-    failed: list[dict] = field(default_factory=list)         # {"source", "reason"}
+    failed: list[dict] = field(default_factory=list)         # {"source", "reason", "retry"}
     expected: dict[str, set[str]] = field(default_factory=dict)  # profile -> dest relpaths kept
     playlists: dict[str, list[dict]] = field(default_factory=dict)  # profile -> album playlist specs
     index_changes: int = 0
+    seen: set[str] = field(default_factory=set)               # every source path found (any kind)
+    # Sources that could not be read this time (folders as "dir/" prefixes): their outputs stay.
+    protected: set[str] = field(default_factory=set)
+    restored: dict[str, int] = field(default_factory=dict)    # profile -> outputs found missing
+
+    def is_protected(self, source: str) -> bool:
+        return source in self.protected or any(source.startswith(p) for p in self.protected if p.endswith("/"))
 
 
 def _json(data) -> str:
@@ -75,9 +89,10 @@ def settle(racy: list) -> None:
             time.sleep(0.01)
 
 
-def walk_sources(sources: str):
-    """(folder relpath, [file names]) for every folder, hidden entries skipped, sorted."""
-    for top, dirs, files in os.walk(sources, followlinks=False):
+def walk_sources(sources: str, onerror=None):
+    """(folder relpath, [file names]) for every folder, hidden entries skipped, sorted;
+    `onerror(OSError)` hears of each folder that cannot be listed."""
+    for top, dirs, files in os.walk(sources, followlinks=False, onerror=onerror):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         rel = os.path.relpath(top, sources)
         rel = "" if rel == "." else rel.replace(os.sep, "/")
@@ -96,7 +111,7 @@ def load_cache(path: str) -> dict:
             return data
     except (OSError, ValueError):
         pass
-    return {"version": CACHE_VERSION, "sources": {}, "dests": {}}
+    return {"version": CACHE_VERSION, "sources": {}, "dests": {}, "rebuild": {}}
 
 
 def save_cache(path: str, cache: dict) -> None:
@@ -105,11 +120,13 @@ def save_cache(path: str, cache: dict) -> None:
 
 @dataclass
 class Folder:
-    """One source folder: its usable tracks, its other files and the cover file among them."""
+    """One source folder: its usable tracks, its other files and the cover file among them.
+    A stale folder could not be read this time: its index stays as the last build left it."""
     rel: str
     good: list[str]
     others: list[str]
     cover: str | None
+    stale: bool = False
 
 
 def _rel(rel_dir: str, name: str) -> str:
@@ -117,15 +134,23 @@ def _rel(rel_dir: str, name: str) -> str:
 
 
 def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], cache_path: str,
-         log=lambda msg: None) -> ScanResult:
-    """sources -> tup's index, in named stages; see the module's docstring."""
+         cache: dict | None = None, records: dict[str, dict[str, str]] | None = None,
+         allow_empty: bool = False) -> ScanResult:
+    """sources -> tup's index, in named stages; see the module's docstring. `records` (profile
+    -> {output: source}, what earlier builds made) finds outputs deleted since, to make again."""
     result = ScanResult()
     music_dir = os.path.join(builds, ".music")
-    cache = load_cache(cache_path)
+    cache = load_cache(cache_path) if cache is None else cache
     folders, new_sources = survey(sources, cache["sources"], result)
+    if not result.seen and not result.protected and (cache["sources"] or any((records or {}).values())) \
+            and not allow_empty:
+        raise EmptySources(f"the sources folder {display(sources)} is empty, but earlier builds made "
+                           f"{sum(len(r) for r in (records or {}).values())} outputs from it")
     dests = assign_destinations(folders, profiles, result, cache)
     index = os.path.join(tup_root, "index")
-    keep_dirs = write_index(index, folders, new_sources, dests, profiles, sources, builds, music_dir, result)
+    rebuild = find_missing(dests, profiles, builds, records or {}, cache, result)
+    keep_dirs = write_index(index, folders, new_sources, dests, profiles, sources, builds, music_dir, result,
+                            rebuild)
     forget_gone(index, keep_dirs, result)
     plan_outputs(folders, new_sources, dests, profiles, builds, result)
     cache["sources"] = new_sources
@@ -134,52 +159,111 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
 
 
 def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Folder], dict[str, dict]]:
-    """Stage 1: what is there; a source is read only where its size or mtime changed."""
+    """Stage 1: what is there; a source is read only where its size or mtime changed. What
+    cannot be read is a failure naming the path and the cause, never a removal: its last
+    entry is kept, so its index files and outputs stay as they are."""
     new_sources: dict[str, dict] = {}
     folders: list[Folder] = []
-    for rel_dir, files in walk_sources(sources):
+    unreadable: list[str] = []
+
+    def cannot_list(exc: OSError) -> None:
+        rel = os.path.relpath(exc.filename, sources).replace(os.sep, "/")
+        unreadable.append(rel)
+        result.failed.append({"source": rel + "/", "reason": f"cannot read the folder: {exc.strerror}",
+                              "retry": True})
+
+    for rel_dir, files in walk_sources(sources, cannot_list):
         track_names = [f for f in files if is_track(f)]
         others = [f for f in files if not is_track(f)]
+        result.seen.update(_rel(rel_dir, f) for f in files)
         cover = tags.find_cover_file(others)
         cover_sig = None
         if cover:
-            st = os.stat(os.path.join(sources, rel_dir, cover))
-            cover_sig = [st.st_size, st.st_mtime_ns]
+            try:
+                st = os.stat(os.path.join(sources, rel_dir, cover))
+                cover_sig = [st.st_size, st.st_mtime_ns]
+            except OSError:
+                cover = None
         good = []
         for name in track_names:
             rel = _rel(rel_dir, name)
-            entry = read_track(sources, rel, old_sources.get(rel), result)
+            entry, kept = read_track(sources, rel, old_sources.get(rel), result)
             if entry is None:
                 continue
-            entry["cover"] = cover_sig
+            if not kept:
+                entry["cover"] = cover_sig
             new_sources[rel] = entry
             if "error" in entry:
-                result.failed.append({"source": rel, "reason": entry["error"]})
+                result.failed.append({"source": rel, "reason": entry["error"], "retry": False})
             else:
                 good.append(name)
-                result.tracks.append(rel)
+                if not kept:
+                    result.tracks.append(rel)
         if track_names or others:
             folders.append(Folder(rel_dir, good, others, cover))
+    folders += keep_unreadable(unreadable, old_sources, new_sources, result)
     return folders, new_sources
 
 
-def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -> dict | None:
-    """A track's cache entry: the previous one while size and mtime hold, else read afresh."""
+def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -> tuple[dict | None, bool]:
+    """A track's cache entry, read afresh unless size and mtime hold, and whether it is the
+    last build's entry kept because the file cannot be read now (an I/O error, permission
+    denied, vanished since the folder was listed)."""
     path = os.path.join(sources, rel)
     try:
         st = os.stat(path)
+        sig = [st.st_size, st.st_mtime_ns]
+        if not entry or entry.get("sig") != sig:
+            try:
+                info = tags.read_source(path)
+                entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
+                         "embedded_art": info["embedded_art"], "length": info["length"]}
+            except tags.SourceError as exc:
+                entry = {"sig": sig, "error": str(exc)}
+        return dict(entry), False
     except OSError as exc:
-        result.failed.append({"source": rel, "reason": f"cannot stat: {exc.strerror}"})
-        return None
-    sig = [st.st_size, st.st_mtime_ns]
-    if not entry or entry.get("sig") != sig:
-        try:
-            info = tags.read_source(path)
-            entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
-                     "embedded_art": info["embedded_art"], "length": info["length"]}
-        except tags.SourceError as exc:
-            entry = {"sig": sig, "error": str(exc)}
-    return dict(entry)
+        reason = ("vanished while the sources were scanned" if exc.errno == errno.ENOENT
+                  else f"cannot read: {exc.strerror}")
+        result.failed.append({"source": rel, "reason": reason, "retry": True})
+        result.protected.add(rel)
+        if entry and "error" not in entry:
+            return dict(entry), True
+        return None, False
+
+
+def keep_unreadable(unreadable: list[str], old_sources: dict, new_sources: dict,
+                    result: ScanResult) -> list[Folder]:
+    """The tracks of folders that could not be listed, as the last build saw them: their
+    index files and outputs stay until the folder can be read again."""
+    folders: dict[str, Folder] = {}
+    for prefix in unreadable:
+        result.protected.add(prefix + "/")
+        for rel, entry in old_sources.items():
+            if rel.startswith(prefix + "/") and rel not in new_sources and "error" not in entry:
+                new_sources[rel] = entry
+                rel_dir, name = posixpath.split(rel)
+                folders.setdefault(rel_dir, Folder(rel_dir, [], [], None, stale=True)).good.append(name)
+    return [folders[k] for k in sorted(folders)]
+
+
+def find_missing(dests: dict[str, dict[str, str]], profiles: dict[str, dict], builds: str,
+                 records: dict[str, dict[str, str]], cache: dict, result: ScanResult) -> dict[str, dict[str, int]]:
+    """Outputs an earlier build made that are no longer there (deleted by hand, an old
+    snapshot restored): each gets a new rebuild number, which changes its index file, so tup
+    runs its command again. Returns profile -> {source: rebuild number}."""
+    rebuild = cache.setdefault("rebuild", {})
+    for p in profiles:
+        made = records.get(p, {})
+        numbers = rebuild.setdefault(p, {})
+        missing = 0
+        for rel, dest in dests[p].items():
+            if dest in made and not os.path.lexists(os.path.join(builds, p, dest)):
+                numbers[rel] = numbers.get(rel, 0) + 1
+                missing += 1
+        for rel in [r for r in numbers if r not in dests[p]]:
+            del numbers[rel]
+        result.restored[p] = missing
+    return rebuild
 
 
 def assign_destinations(folders: list[Folder], profiles: dict[str, dict], result: ScanResult,
@@ -212,14 +296,17 @@ def assign_destinations(folders: list[Folder], profiles: dict[str, dict], result
 
 def write_index(index: str, folders: list[Folder], new_sources: dict, dests: dict[str, dict[str, str]],
                 profiles: dict[str, dict], sources: str, builds: str, music_dir: str,
-                result: ScanResult) -> dict[str, set[str]]:
+                result: ScanResult, rebuild: dict[str, dict[str, int]]) -> dict[str, set[str] | None]:
     """Stage 3: the index files, written only when their content changes. Returns what each
-    index folder holds now."""
+    index folder holds now (None: a stale folder's, left as it is)."""
     os.makedirs(index, exist_ok=True)
     racy: list = []
-    keep_dirs: dict[str, set[str]] = {}
+    keep_dirs: dict[str, set[str] | None] = {}
     for folder in folders:
         dkey = names.index_key(folder.rel or "(top)")
+        if folder.stale:
+            keep_dirs[dkey] = None
+            continue
         keep = keep_dirs.setdefault(dkey, set())
         dpath = os.path.join(index, dkey)
         os.makedirs(dpath, exist_ok=True)
@@ -241,8 +328,10 @@ def write_index(index: str, folders: list[Folder], new_sources: dict, dests: dic
             put(f"{key}.tags", _json({"tags": entry["tags"], "art": art}))
             for p in profiles:
                 dest = os.path.join(builds, p, dests[p][rel])
-                put(f"{key}.{p}.track", _json({"source": rel, "src": src, "dest": dest,
-                                               "cover": cover_path, "music": music_dir}))
+                spec = {"source": rel, "src": src, "dest": dest, "cover": cover_path, "music": music_dir}
+                if rebuild.get(p, {}).get(rel):
+                    spec["rebuild"] = rebuild[p][rel]
+                put(f"{key}.{p}.track", _json(spec))
         for name in folder.others:
             rel = _rel(folder.rel, name)
             key = names.index_key(rel)
@@ -250,20 +339,28 @@ def write_index(index: str, folders: list[Folder], new_sources: dict, dests: dic
             for p in profiles:
                 if rel in dests[p]:
                     if sig is None:
-                        st = os.stat(os.path.join(sources, rel))
+                        try:
+                            st = os.stat(os.path.join(sources, rel))
+                        except OSError as exc:
+                            result.failed.append({"source": rel, "reason": f"cannot read: {exc.strerror}",
+                                                  "retry": True})
+                            result.protected.add(rel)
+                            break
                         sig = [st.st_size, st.st_mtime_ns]
-                    put(f"{key}.{p}.copy", _json({"source": rel, "src": os.path.join(sources, rel),
-                                                  "dest": os.path.join(builds, p, dests[p][rel]),
-                                                  "sig": sig, "music": music_dir}))
+                    spec = {"source": rel, "src": os.path.join(sources, rel),
+                            "dest": os.path.join(builds, p, dests[p][rel]), "sig": sig, "music": music_dir}
+                    if rebuild.get(p, {}).get(rel):
+                        spec["rebuild"] = rebuild[p][rel]
+                    put(f"{key}.{p}.copy", _json(spec))
     settle(racy)
     return keep_dirs
 
 
-def forget_gone(index: str, keep_dirs: dict[str, set[str]], result: ScanResult) -> None:
+def forget_gone(index: str, keep_dirs: dict[str, set[str] | None], result: ScanResult) -> None:
     """Stage 4: index files of sources that are gone are removed, so tup drops their commands."""
     for dkey in os.listdir(index):
         dpath = os.path.join(index, dkey)
-        if not os.path.isdir(dpath):
+        if not os.path.isdir(dpath) or (dkey in keep_dirs and keep_dirs[dkey] is None):
             continue
         keep = keep_dirs.get(dkey, set())
         for fname in os.listdir(dpath):
@@ -281,7 +378,7 @@ def plan_outputs(folders: list[Folder], new_sources: dict, dests: dict[str, dict
     for p, prof in profiles.items():
         result.expected[p] = set(dests[p].values())
         result.playlists[p] = [playlist_spec(f.rel, f.good, new_sources, dests[p], builds, p, prof)
-                               for f in folders if prof["playlists"] and f.good]
+                               for f in folders if prof["playlists"] and f.good and not f.stale]
 
 
 def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str, str], builds: str,
@@ -311,5 +408,6 @@ def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str,
     dest_rel = f"{folder}/{playlist}" if folder else playlist
     return {
         "dest": os.path.join(builds, profile, dest_rel),
+        "source": _rel(rel_dir, good[0]),  # the album's first track: while it is there, so is the album
         "entries": [[os.path.relpath(d, folder or "."), secs, label] for _, d, secs, label in entries],
     }

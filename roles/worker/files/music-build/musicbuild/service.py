@@ -66,9 +66,11 @@ def _peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
-def serve(name: str) -> int:
+def serve(name: str, pidfile: str | None = None) -> int:
     """Serve until SIGTERM or until the parent (music-build) is gone; on SIGTERM, print how
-    many commands were handled."""
+    many commands were handled. A parent gone without a SIGTERM was killed: then tup's process
+    group (named in `pidfile`) and this service's own group (its children and their encoders)
+    are ended, so a killed build leaves nothing running."""
     preload()
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -106,6 +108,7 @@ def serve(name: str) -> int:
                     os._exit(0)
             conn.close()
             handled += 1
+        end_orphaned_build(pidfile)
     finally:
         listener.close()
         with contextlib.suppress(ChildProcessError):
@@ -115,14 +118,23 @@ def serve(name: str) -> int:
     return 0
 
 
+def end_orphaned_build(pidfile: str | None) -> None:
+    if pidfile:
+        with contextlib.suppress(OSError, ValueError):
+            with open(pidfile, encoding="ascii") as fh:
+                os.killpg(int(fh.read().strip()), signal.SIGKILL)
+    os.killpg(os.getpgrp(), signal.SIGKILL)  # this service was started in a group of its own
+
+
 class Service:
     """The encode service of one build: started early (it loads while the sources are
     scanned), `name()` waits until it listens, `stop()` returns how many commands it ran."""
 
-    def __init__(self, music_dir: str):
+    def __init__(self, music_dir: str, pidfile: str | None = None):
         self._name = service_name(music_dir)
-        self._proc = subprocess.Popen([sys.executable, "-m", "musicbuild.service", self._name], cwd=HERE,
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        argv = [sys.executable, "-m", "musicbuild.service", self._name] + ([pidfile] if pidfile else [])
+        self._proc = subprocess.Popen(argv, cwd=HERE, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      start_new_session=True)
         self._ready: bool | None = None
 
     def name(self) -> str | None:
@@ -151,4 +163,4 @@ class Service:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1]))
+    sys.exit(serve(*sys.argv[1:3]))

@@ -13,7 +13,7 @@ from mutagen.id3 import (
     APIC, COMM, ID3, TXXX, UFID, USLT, Frames, ID3NoHeaderError, PictureType,
 )
 
-from .fsutil import atomic_write, write_json
+from .fsutil import atomic_write, oserror_in, write_json
 from .profile import CODEC_TABLE
 
 COVER_NAMES = ("cover", "folder", "front", "albumart")
@@ -61,10 +61,7 @@ class SourceError(Exception):
 
 def read_source(path: str) -> dict:
     """Audio fingerprint, tags and embedded-art digest of one FLAC source."""
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror}") from None
+    size = os.path.getsize(path)  # an OSError (unreadable, vanished) is the caller's: not the file's fault
     if size == 0:
         raise SourceError("empty file (0 bytes)")
     try:
@@ -72,6 +69,9 @@ def read_source(path: str) -> dict:
     except FLACNoHeaderError:
         raise SourceError("not a FLAC file (no fLaC header)") from None
     except Exception as exc:  # mutagen raises several types for damaged metadata
+        oserr = oserror_in(exc)
+        if oserr is not None:
+            raise oserr from None
         raise SourceError(f"unreadable FLAC metadata: {exc}") from None
     info = flac.info
     if not info.total_samples:

@@ -5,13 +5,18 @@ and profile; tup runs exactly the commands whose index files or settings changed
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 
+from .fsutil import atomic_write
 from .scan import write_if_changed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PIDFILE = "tup.pid"  # in .music: the process group of the running tup
 
 
 def install_rules(tup_root: str) -> None:
@@ -23,17 +28,97 @@ def install_rules(tup_root: str) -> None:
         write_if_changed(os.path.join(folder, "Tupfile.lua"), "-- nothing to build here\n")
 
 
-def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service_name: str | None) -> int:
+def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service_name: str | None,
+            pidfile: str) -> int:
+    """tup over the chosen variants (all when `targets` is empty), in a process group of its
+    own whose id is kept in `pidfile`: whatever ends this build (a signal, an error, SIGKILL
+    seen by the encode service, the next build finding the file) ends tup and every command."""
     if not os.path.isdir(os.path.join(tup_root, ".tup")):
         subprocess.run(["tup", "init"], cwd=tup_root, check=True, stdout=subprocess.DEVNULL)
-    bindir = os.path.join(os.path.dirname(HERE), "bin")
+    bindir = os.path.dirname(HERE)  # the launchers sit beside the package
     env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/"),
            "MUSIC_ENCODE_SERVICE": service_name or ""}
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}", *targets], cwd=tup_root, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-        for line in proc.stdout:
-            log.write(line)
-            sys.stdout.write(line)
-            sys.stdout.flush()
-        return proc.wait()
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                                start_new_session=True)
+        atomic_write(pidfile, f"{proc.pid}\n")
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            return proc.wait()
+        finally:
+            if proc.poll() is None:
+                end_group(proc.pid)
+                proc.wait()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pidfile)
+
+
+def end_group(pgid: int, grace: float = 5.0) -> None:
+    """SIGTERM to a process group, then SIGKILL to what is left after `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies still count for killpg; a group of zombies only is over.
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != b"Z":
+                return True
+    return False
+
+
+def clear_leftovers(tup_root: str, pidfile: str) -> int | None:
+    """End what a killed earlier build left running (tup and its commands), when `pidfile`
+    names a process group still led by that build's tup. Returns the group ended, if any."""
+    try:
+        with open(pidfile, encoding="ascii") as fh:
+            pgid = int(fh.read().strip())
+    except (OSError, ValueError):
+        return None
+    ended = None
+    if _group_alive(pgid) and _group_cwd_is(pgid, tup_root):
+        end_group(pgid)
+        ended = pgid
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(pidfile)
+    return ended
+
+
+def _group_cwd_is(pgid: int, tup_root: str) -> bool:
+    """Whether some member of the group works under the tup tree (its commands do)."""
+    root = os.path.realpath(tup_root)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            if int(fields[2]) == pgid and os.path.realpath(f"/proc/{pid}/cwd").startswith(root):
+                return True
+        except OSError:
+            continue
+    return False
