@@ -162,7 +162,7 @@ def test_keep_within_and_group_by_through_the_module(aws, tmp_path):
         "  gather_facts: false\n"
         "  tasks:\n"
         "    - name: Keep the last 36 hours\n"
-        "      ebs_snapshot_rotate:\n"
+        "      music.profiles.ebs_snapshot_rotate:\n"
         "        tags: {Project: music}\n"
         "        group_by: Tier\n"
         "        keep_within: 36h\n"
@@ -203,7 +203,7 @@ def test_empty_tag_selection_is_refused(aws, tmp_path):
         "  gather_facts: false\n"
         "  tasks:\n"
         "    - name: Select nothing\n"
-        "      ebs_snapshot_rotate:\n"
+        "      music.profiles.ebs_snapshot_rotate:\n"
         "        tags: {}\n"
         "        keep_last: 1\n"
     )
@@ -251,7 +251,7 @@ SNAPSHOT_PLAY = """\
   tasks:
     - name: Take the snapshot
       ansible.builtin.include_role:
-        name: snapshot
+        name: music.profiles.snapshot
     - name: Show the result
       ansible.builtin.debug:
         var: snapshot_result

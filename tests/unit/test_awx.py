@@ -18,6 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 AWX_COLLECTION = ROOT / "collections/ansible_collections/awx/awx"
+COLLECTION = "music.profiles"  # this repository (galaxy.yml); playbooks name its roles by FQCN
 REQUIRED_TEMPLATES = {"provision", "sources", "compile", "serve", "rotate", "status", "teardown"}
 # AWX's SURVEY_TYPE_MAPPING: the Python type a question's default must have.
 SURVEY_TYPES = {"text": str, "textarea": str, "password": str, "multiplechoice": str,
@@ -174,9 +175,11 @@ def _code_lines(path: Path) -> str:
 
 
 def _roles_in(text: str) -> set[str]:
+    """This collection's roles a play or task file names (music.profiles.worker -> worker)."""
     names = set(re.findall(r"^\s*-?\s*role:\s*([\w.]+)", text, re.M))
     names |= set(re.findall(r"(?:include|import)_role:\s*\n\s+name:\s*([\w.]+)", text))
-    return {n for n in names if (ROOT / "roles" / n).is_dir()}
+    names = {n.removeprefix(COLLECTION + ".") for n in names}
+    return {n for n in names if "." not in n and (ROOT / "roles" / n).is_dir()}
 
 
 def playbook_sources(playbook: Path, seen: set[Path] | None = None) -> set[Path]:
@@ -284,3 +287,14 @@ def test_inventory_source_is_the_aws_ec2_file(rendered):
     inventory_text = (ROOT / params["source_path"]).read_text()
     for var in rendered["inventory_source_vars"]:
         assert f"'{var}'" in inventory_text
+
+
+def test_playbooks_name_this_collections_roles_by_fqcn():
+    """AWX resolves the roles through collections/ansible_collections/music/profiles (the root)."""
+    link = ROOT / "collections/ansible_collections/music/profiles"
+    assert link.is_symlink() and link.resolve() == ROOT
+    for playbook in sorted((ROOT / "playbooks").rglob("*.yml")):
+        text = _code_lines(playbook)
+        bare = set(re.findall(r"^\s*-\s*role:\s*(\w+)\s*$", text, re.M))
+        bare |= set(re.findall(r"(?:include|import)_role:\s*\n\s+name:\s*(\w+)\s*$", text, re.M))
+        assert not bare, f"{playbook.relative_to(ROOT)}: roles named without {COLLECTION}: {sorted(bare)}"
