@@ -3,7 +3,8 @@
 #   1. Debian packages (encoders, tup, fuse3, rsync, ...),
 #   2. a virtualenv at .venv with the pinned Python dependencies,
 #   3. the Ansible collections, unpacked from the PyPI `ansible` wheel into
-#      collections/ansible_collections (Ansible Galaxy is not reachable here).
+#      collections/ansible_collections (Ansible Galaxy is not reachable here), beside the
+#      committed link music/profiles that makes this repository the collection music.profiles.
 # Each step is skipped when its stamp is newer than its inputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,10 +69,13 @@ if [ ! -f "$STAMPS/collections" ] || [ collections/requirements.yml -nt "$STAMPS
     .venv/bin/pip download -q --disable-pip-version-check --no-deps -d .cache/wheels "ansible==$ANSIBLE_WHEEL_VERSION"
     wheel=$(ls .cache/wheels/ansible-"$ANSIBLE_WHEEL_VERSION"-*.whl | head -n1)
   fi
-  rm -rf collections/ansible_collections
-  mkdir -p collections
+  # Replace only the collections unpacked here: collections/ansible_collections/music/profiles
+  # is this repository's own link (music.profiles -> the root) and stays.
   patterns=()
-  for c in $COLLECTIONS; do patterns+=("ansible_collections/$c/*"); done
+  for c in $COLLECTIONS; do
+    rm -rf "collections/ansible_collections/$c"
+    patterns+=("ansible_collections/$c/*")
+  done
   unzip -q -o "$wheel" "${patterns[@]}" -d collections
   touch "$STAMPS/collections"
 fi
