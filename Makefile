@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PYTEST := .venv/bin/python -m pytest
 
-.PHONY: setup demo test test-unit test-e2e test-integration test-molecule lint bench clean
+.PHONY: setup demo test test-unit test-e2e test-integration test-molecule lint sanity bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,7 @@ demo: setup
 ## Every test layer.
 test: setup
 	$(PYTEST) -n 2 --dist loadfile tests
+	bash scripts/sanity.sh
 	@if [ -x scripts/molecule.sh ]; then bash scripts/molecule.sh; fi
 	$(MAKE) --no-print-directory lint
 
@@ -38,6 +39,10 @@ lint: setup
 	ansible-lint --profile production
 	.venv/bin/python scripts/role_docs.py --check
 	.venv/bin/python -m music_devkit.profile_docs --check
+
+## ansible-test sanity on the collection's plugins, offline (scripts/sanity.sh).
+sanity: setup
+	bash scripts/sanity.sh
 
 bench: setup
 	bash scripts/bench.sh
