@@ -295,3 +295,25 @@ def test_s3_sync_refuses_keys_escaping_the_volume(moto_server, library):
     assert proc.returncode == 1
     assert "Artist/../../etc/evil" in proc.stderr
     assert _tree(dest) == {}
+
+
+def test_s3_sync_refuses_to_empty_the_volume_from_a_wrong_prefix(moto_server, library):
+    """A wrong prefix lists nothing: the sync would delete the whole volume, so it changes
+    nothing and says how to confirm; confirmed, it mirrors."""
+    _s3, files, dest = library
+    assert _sync(moto_server, dest, "--delete").returncode == 0
+    before = _tree(dest)
+    wrong = _sync(moto_server, dest, "--delete", "--prefix", "Artits/")
+    assert wrong.returncode == 3, wrong.stderr
+    assert "would delete 7 of the 7 files" in wrong.stderr and "music_allow_mass_removal=true" in wrong.stderr
+    assert "Traceback" not in wrong.stderr and json.loads(wrong.stdout)["would_delete"] == len(files)
+    assert _tree(dest) == before == files
+    # Fewer than half gone is an ordinary sync.
+    for key in sorted(files)[:3]:
+        _s3.delete_object(Bucket="library", Key=key)
+    few = _sync(moto_server, dest, "--delete")
+    assert few.returncode == 0, few.stderr
+    assert json.loads(few.stdout)["deleted"] == 3 and len(_tree(dest)) == len(files) - 3
+    confirmed = _sync(moto_server, dest, "--delete", "--prefix", "Artits/", "--allow-mass-delete")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert json.loads(confirmed.stdout)["deleted"] == len(files) - 3 and _tree(dest) == {}
