@@ -11,7 +11,7 @@
 #     This script keeps a wheelhouse of those requirements (fetched once with the pip `make
 #     setup` uses, again only when ansible-test's pins change) and a stand-in get-pip.py that
 #     installs pip from it; during the run pip has no index, only the wheelhouse.
-# ansible-test's HOME (its cached virtualenvs, ~80 MB) is .cache/sanity; its results go to
+# ansible-test's HOME (its cached virtualenvs, ~40 MB) is .cache/sanity; its results go to
 # tests/output/ (git-ignored). No exception is needed today; one would go, with its reason, in
 # tests/sanity/ignore-<ansible-core major.minor>.txt (ansible-lint refuses some kinds there).
 set -euo pipefail
