@@ -47,6 +47,7 @@ _raw:
 """
 
 import hashlib
+import json
 import os
 import re
 import stat
@@ -84,14 +85,21 @@ def collect(folder):
 
 
 def collection_version(folder):
-    """The version in the galaxy.yml of the collection this plugin belongs to."""
+    """The version of the collection this plugin belongs to: galaxy.yml in a checkout,
+    MANIFEST.json in an installed copy (a built collection carries no galaxy.yml)."""
     root = os.path.join(os.path.dirname(os.path.realpath(__file__)), os.pardir, os.pardir)
     try:
         with open(os.path.join(root, "galaxy.yml"), encoding="utf-8") as fh:
             match = VERSION_RE.search(fh.read())
+        if match:
+            return match.group(1)
     except OSError:
-        match = None
-    return match.group(1) if match else "0+unknown"
+        pass
+    try:
+        with open(os.path.join(root, "MANIFEST.json"), encoding="utf-8") as fh:
+            return json.load(fh)["collection_info"]["version"]
+    except (OSError, ValueError, KeyError):
+        return "0+unknown"
 
 
 def pack(folder, out_dir):

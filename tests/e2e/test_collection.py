@@ -114,6 +114,12 @@ def test_three_line_playbook_compiles_a_library_with_the_installed_role(installe
     role_tasks = [p for p in task_paths if "/roles/worker/" in p]
     assert role_tasks and all(p.startswith(str(installed["path"])) for p in role_tasks), role_tasks[:5]
 
+    # The installed program knows the collection's version (from MANIFEST.json: a built
+    # collection carries no galaxy.yml).
+    version = re.search(r"^version:\s*(\S+)", (ROOT / "galaxy.yml").read_text(), re.M).group(1)
+    shown = subprocess.run(["/usr/local/bin/music-build", "--version"], capture_output=True, text=True)
+    assert shown.stdout.split()[:2] == ["music-build", version], shown.stdout + shown.stderr
+
     # The role's own default profiles (no group_vars here), each output there and decodable.
     assert set(report(builds)["profiles"]) == {"flac", "phone", "car"}
     for profile, (suffix, reader, decode) in DECODERS.items():
