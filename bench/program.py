@@ -43,13 +43,6 @@ def install_program() -> Path:
     packed = build_program.pack(str(SOURCE), str(WORK))
     subprocess.run(["/usr/bin/python3", "-I", packed["path"], "install", "--into", str(WORK / "program"),
                     "--remove-archive"], check=True, stdout=subprocess.DEVNULL)
-    # music-build puts <program>/bin first on tup's PATH, where the launchers were before the
-    # program became a package with its launchers beside it. Without this link tup would run
-    # the music-encode of /usr/local/bin (a host install, maybe of another version).
-    bindir = INSTALLED / "bin"
-    if not bindir.exists():
-        bindir.mkdir()
-        (bindir / "music-encode").symlink_to(Path("..") / "music-encode")
     return INSTALLED
 
 
