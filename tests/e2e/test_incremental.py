@@ -1,7 +1,9 @@
 """Incremental builds, measured by counting encoder runs in the build's journal.
 
-The compile playbook installs the build and runs the first build; later builds call the
-installed music-build as the build user, exactly as the worker role does.
+The compile playbook installs the build program once per module; every test then gets its
+own copy of the library with a fresh first build (see `lib`), so the tests are independent
+of each other and of their order. Builds after the playbook's call the installed
+music-build as the build user, exactly as the worker role does.
 """
 from __future__ import annotations
 
@@ -25,14 +27,57 @@ pytestmark = pytest.mark.slow
 PROFILES = ("flac", "phone", "car")
 
 
+def copy_tree(src: Path, dest: Path) -> None:
+    """Copy with owners, modes and nanosecond mtimes (the scanner compares sizes and mtimes)."""
+    subprocess.run(["cp", "-a", "--", str(src), str(dest)], check=True)
+
+
+def make_builder_dir(path: Path) -> None:
+    path.mkdir(mode=0o755)
+    shutil.chown(path, "music", "music")
+
+
 @pytest.fixture(scope="module")
-def lib(world_readable_tmp):
+def installed(world_readable_tmp):
+    """The compile playbook, run once on a small library: it installs the build program and
+    the build user, prepares the builds folder (one tup.config per profile) and runs the
+    first build. Tests copy its sources and profile configs."""
     base = scratch(world_readable_tmp, "incremental")
     src, builds = base / "src", base / "builds"
     make_library(str(src), albums=2, tracks=3, seconds=3)
     run = run_playbook("compile.yml", "-e", f"music_sources_dir={src}", "-e", f"music_builds_dir={builds}")
     assert run.returncode == 0, run.stdout[-3000:]
-    return {"src": src, "builds": builds, "tracks": sorted(src.rglob("*.flac"))}
+    return {"src": src, "configs": sorted((builds / ".music/tup").glob("*/tup.config"))}
+
+
+@pytest.fixture
+def lib(installed, world_readable_tmp):
+    """This test's own copy of the library, with its first build done: every track encoded
+    once in every profile and nothing else, whatever other tests did or in what order.
+
+    Built, not copied from a built tree: tup notices changed files by their ctime, which no
+    copy keeps, and its index names sources and outputs by absolute path; a copied build
+    would re-run every command on its next build.
+    """
+    base = scratch(world_readable_tmp, "incremental-test")
+    src, builds = base / "src", base / "builds"
+    copy_tree(installed["src"], src)
+    # The builds folder as the worker role prepares it (roles/worker/tasks/profiles.yml).
+    for folder in (builds, builds / ".music", builds / ".music/tup"):
+        make_builder_dir(folder)
+    for config in installed["configs"]:
+        make_builder_dir(builds / ".music/tup" / config.parent.name)
+        copy_tree(config, builds / ".music/tup" / config.parent.name / "tup.config")
+    written = int(time.time())
+    first = music_build(src, builds)
+    assert first.returncode == 0, first.stderr + first.stdout[-2000:]
+    tracks = sorted(src.rglob("*.flac"))
+    assert encoder_runs(builds) == len(tracks) * len(installed["configs"])
+    # tup sees a change by a file's ctime in whole seconds: what a test writes must land in a
+    # later second than the configs written here (file times trail time.time() by a tick).
+    while time.time() < written + 1.01:
+        time.sleep(written + 1.01 - time.time())
+    return {"src": src, "builds": builds, "tracks": tracks}
 
 
 def build(lib, only: str = "") -> dict:
@@ -106,7 +151,7 @@ def write_as_builder(path: Path, text: str) -> None:
     shutil.chown(path, "music", "music")
 
 
-def test_no_change_runs_no_encoder_and_touches_nothing(lib):
+def test_a_rebuild_with_no_change_runs_no_encoder_and_touches_no_output(lib):
     before = snapshot(lib["builds"])
     rep = build(lib)
     assert encoder_runs(lib["builds"]) == 0
@@ -115,7 +160,7 @@ def test_no_change_runs_no_encoder_and_touches_nothing(lib):
         assert (prof["encoded"], prof["retagged"], prof["unchanged"]) == (0, 0, len(lib["tracks"]))
 
 
-def test_audio_edit_reencodes_that_track_only_in_each_profile(lib):
+def test_an_audio_edit_reencodes_that_track_only_in_each_profile(lib):
     track = lib["tracks"][1]
     tags = FLAC(track).tags
     before = snapshot(lib["builds"])
@@ -134,7 +179,7 @@ def test_audio_edit_reencodes_that_track_only_in_each_profile(lib):
     assert len(changed) == 3
 
 
-def test_tag_only_edit_retags_without_encoding(lib):
+def test_a_tag_edit_retags_every_profile_without_reencoding(lib):
     track = lib["tracks"][2]
     subprocess.run(["metaflac", "--remove-tag=TITLE", "--set-tag=TITLE=Renamed Song", str(track)], check=True)
     rep = build(lib)
@@ -150,7 +195,7 @@ def test_tag_only_edit_retags_without_encoding(lib):
     assert mutagen.File(car)["TIT2"].text == ["Renamed Song"]
 
 
-def test_building_only_chosen_profiles_leaves_the_others_for_later(lib):
+def test_building_only_chosen_profiles_leaves_the_others_for_the_next_full_build(lib):
     track = lib["tracks"][2]
     subprocess.run(["metaflac", "--remove-tag=GENRE", "--set-tag=GENRE=Later", str(track)], check=True)
     rep = build(lib, only="phone")
@@ -164,7 +209,7 @@ def test_building_only_chosen_profiles_leaves_the_others_for_later(lib):
     assert encoder_runs(lib["builds"]) == 0
 
 
-def test_profile_setting_change_reencodes_that_profile_only(lib):
+def test_a_profile_setting_change_reencodes_that_profile_only(lib):
     phone = lib["builds"] / "phone"
     sizes_before = sum(st.st_size for st in files_under(phone).values())
     config = lib["builds"] / ".music/tup/phone/tup.config"
@@ -177,7 +222,7 @@ def test_profile_setting_change_reencodes_that_profile_only(lib):
     assert sum(st.st_size for st in files_under(phone).values()) < sizes_before
 
 
-def test_deleting_a_source_removes_its_outputs(lib):
+def test_deleting_a_source_removes_its_outputs_and_playlist_entries(lib):
     track = lib["tracks"][0]
     rel = track.relative_to(lib["src"])
     cache = json.loads((lib["builds"] / ".music/scan-cache.json").read_text())
@@ -194,10 +239,9 @@ def test_deleting_a_source_removes_its_outputs(lib):
     playlist = next((lib["builds"] / "phone" / rel.parent).glob("*.m3u8"))
     entries = [ln for ln in playlist.read_text().splitlines() if not ln.startswith("#")]
     assert len(entries) == 2 and track.stem + ".opus" not in entries
-    lib["tracks"].remove(track)
 
 
-def test_killed_build_resumes_without_partial_files(lib, world_readable_tmp):
+def test_a_killed_build_publishes_no_partial_file_and_the_next_build_encodes_only_the_rest(lib):
     # A new profile gives the build real work; kill it once a few tracks are out.
     album = lib["src"] / "Long Player" / "Side A"
     album.mkdir(parents=True)
