@@ -39,6 +39,10 @@ ID3_EXPECTED = {
 
 @pytest.fixture(scope="module")
 def compiled(world_readable_tmp):
+    """One library with odd names, bad files and extra files, compiled by the playbook.
+
+    The first build's report and journal are kept here: test_second_run_... builds again and
+    replaces the files, whatever order the tests run in."""
     base = scratch(world_readable_tmp, "compile")
     src, builds = base / "src", base / "builds"
     make_library(str(src), albums=3, tracks=3, seconds=4)
@@ -47,7 +51,9 @@ def compiled(world_readable_tmp):
     (album1 / "rip.log").write_text("ripped\n")
     add_odd_and_bad_files(src)
     first = run_playbook("compile.yml", "-e", f"music_sources_dir={src}", "-e", f"music_builds_dir={builds}")
-    return {"src": src, "builds": builds, "first": first}
+    wrote = (builds / "report.json").is_file()  # if not, the tests that read it say so
+    return {"src": src, "builds": builds, "first": first,
+            "first_report": report(builds) if wrote else None, "first_journal": journal(builds) if wrote else None}
 
 
 def good_sources(src: Path) -> list[str]:
@@ -95,12 +101,16 @@ def test_first_run_builds_every_good_track_and_fails_naming_the_bad_ones(compile
         assert re.search(rf"{profile}: \d+ encoded, 0 retagged, 0 unchanged, 0 removed, 3 failed", out)
 
 
-def test_report(compiled):
-    rep = report(compiled["builds"])
+def test_the_report_counts_each_profiles_tracks_and_names_each_failure_and_its_reason(compiled):
+    """report.json of the first build: every good track encoded in every profile, each bad one
+    failed with its reason, absolute output paths, UTC times, and every command tup ran
+    counted as run by the encode service."""
+    rep = compiled["first_report"]
+    assert rep is not None, "the first build wrote no report.json"
     n = len(good_sources(compiled["src"]))
     assert set(rep) == {"profiles", "started", "finished", "encode_service_commands"}
     # Every command tup ran (one final journal event each) went through the encode service.
-    commands = [e for e in journal(compiled["builds"]) if e["event"] != "encoder"]
+    commands = [e for e in compiled["first_journal"] if e["event"] != "encoder"]
     assert rep["encode_service_commands"] == len(commands) >= n * len(PROFILES)
     assert rep["started"] <= rep["finished"] and rep["started"].endswith("+00:00")
     assert set(rep["profiles"]) == set(PROFILES)
@@ -112,7 +122,7 @@ def test_report(compiled):
             assert BAD[failure["source"]] in failure["reason"]
 
 
-def test_tree_mirrors_the_sources(compiled):
+def test_flac_and_phone_trees_mirror_the_sources_without_the_unusable_files(compiled):
     src, builds = compiled["src"], compiled["builds"]
     good = good_sources(src)
     for profile, ext in (("flac", ".flac"), ("phone", ".opus")):
@@ -124,7 +134,7 @@ def test_tree_mirrors_the_sources(compiled):
     assert not list((builds / "phone").rglob("*truncated*")) and not list((builds / "phone").rglob("*empty*"))
 
 
-def test_codecs_and_bitrates(compiled):
+def test_flac_is_lossless_opus_keeps_near_its_bitrate_and_mp3_is_gapless_lame_vbr(compiled):
     src, builds = compiled["src"], compiled["builds"]
     for rel in good_sources(src):
         source = FLAC(src / rel)
@@ -144,7 +154,7 @@ def test_codecs_and_bitrates(compiled):
         assert abs(mp3.info.length - source.info.length) < 0.005
 
 
-def test_tags_equal_the_sources(compiled):
+def test_every_profile_carries_the_source_tags_in_its_own_format(compiled):
     src, builds = compiled["src"], compiled["builds"]
     checked = 0
     for rel in good_sources(src):
@@ -176,7 +186,7 @@ def test_tags_equal_the_sources(compiled):
     assert checked == len(good_sources(src))
 
 
-def test_cover_art_embedded_and_scaled(compiled):
+def test_cover_art_is_embedded_full_size_in_flac_and_scaled_to_500px_for_phone_and_car(compiled):
     src, builds = compiled["src"], compiled["builds"]
     for rel in good_sources(src):
         if rel.startswith("Odd Names"):
@@ -196,7 +206,7 @@ def test_cover_art_embedded_and_scaled(compiled):
         assert max(Image.open(io.BytesIO(pic.data)).size) == 500
 
 
-def test_extra_files_and_playlists(compiled):
+def test_flac_gets_the_albums_extra_files_and_phone_and_car_get_ordered_playlists(compiled):
     src, builds = compiled["src"], compiled["builds"]
     album1 = next((builds / "flac").glob("Aurora Lines/*"))
     assert {p.name for p in album1.iterdir() if p.suffix != ".flac"} == {"cover.jpg", "album.cue", "rip.log"}
@@ -236,7 +246,7 @@ def test_second_run_changes_nothing_and_runs_no_encoder(compiled):
         assert prof["encoded"] == 0 and prof["unchanged"] == len(good_sources(src)) and len(prof["failed"]) == 3
 
 
-def test_check_mode_changes_nothing(compiled):
+def test_check_mode_shows_the_profile_diff_and_changes_nothing(compiled):
     src, builds = compiled["src"], compiled["builds"]
     before = (builds / "report.json").stat().st_mtime_ns
     run = run_playbook("compile.yml", "-e", f"music_sources_dir={src}", "-e", f"music_builds_dir={builds}",
