@@ -269,7 +269,7 @@ def test_connections_run_unprivileged_and_chrooted(served, tmp_path):
 
 # --- idempotence, check mode, restarts ------------------------------------------------
 
-def test_second_run_changes_nothing(instance):
+def test_second_run_changes_nothing_and_keeps_the_daemon(instance):
     instance.base_vars["server_install_packages"] = True
     instance.play()
     pid = instance.pid()
@@ -280,7 +280,7 @@ def test_second_run_changes_nothing(instance):
     assert instance.config.read_bytes() == config
 
 
-def test_check_mode_changes_nothing(instance):
+def test_check_mode_shows_changes_but_installs_starts_and_restarts_nothing(instance):
     # On a machine where nothing is installed yet.
     output, counts = instance.play("--check", "--diff")
     assert counts["failed"] == 0
@@ -343,7 +343,10 @@ def test_a_dead_daemon_is_started_again(instance):
 
 # --- access control -------------------------------------------------------------------
 
-def test_auth_users(instance, tmp_path):
+def test_with_auth_users_only_the_right_password_downloads_and_it_never_leaks(instance, tmp_path):
+    """The password stays out of the output (even with --diff -v) and in a root-only 0600
+    secrets file; a wrong, absent or other user's password is refused; a second run changes
+    nothing; with no users again the secrets file goes and anonymous downloads work."""
     password = "correct horse: battery staple"
     output, _ = instance.play("--diff", "-v", server_auth_users={"alice": password, "bob": "other"})
     assert password not in output
@@ -371,7 +374,7 @@ def test_auth_users(instance, tmp_path):
     assert anonymous.returncode == 0, anonymous.stderr
 
 
-def test_hosts_allow(instance, tmp_path):
+def test_hosts_allow_refuses_other_addresses_and_serves_the_listed_one(instance, tmp_path):
     instance.play(server_hosts_allow=["127.0.0.2"])
     denied = instance.fetch("flac", tmp_path / "denied")
     assert denied.returncode != 0

@@ -151,8 +151,7 @@ def test_compile_launches_from_snapshots_and_cleans_up(pipeline):
     assert len(pipeline["builds2"]) == 2
 
 
-def test_worker_instance_settings(pipeline):
-    """The worker was launched from its template, IMDSv2 required, tagged, encrypted volumes."""
+def test_the_worker_runs_from_its_launch_template_with_imdsv2_and_its_time_limit_tag(pipeline):
     ec2 = pipeline["moto"].client("ec2")
     worker = pipeline["compile1"].fact("music_aws_worker")
     inst = ec2.describe_instances(InstanceIds=[worker["id"]])["Reservations"][0]["Instances"][0]

@@ -94,7 +94,7 @@ def test_rotate_is_scheduled_daily(rendered):
     assert [t["name"] for t in rendered["job_templates"] if "schedule" in t] == ["rotate"]
 
 
-def test_extra_vars_are_declared(rendered, group_vars):
+def test_every_extra_var_is_declared_in_group_vars(rendered, group_vars):
     keys = set(rendered["common_extra_vars"])
     for template in rendered["job_templates"]:
         keys |= set(template["extra_vars"])
@@ -103,7 +103,7 @@ def test_extra_vars_are_declared(rendered, group_vars):
 
 # --- surveys: AWX's own rules -------------------------------------------------------------
 
-def test_surveys_asked_for_are_there(rendered):
+def test_surveys_ask_for_profiles_worker_type_spot_time_limit_and_retention(rendered):
     variables = {q["variable"] for _, _, s in _surveys(rendered) for q in s["spec"]}
     assert {"music_build_profiles", "music_worker_instance_type", "music_worker_spot",
             "music_worker_time_limit_minutes", "music_rotate_keep_daily"} <= variables
@@ -226,7 +226,7 @@ def test_every_survey_variable_is_declared(rendered, group_vars):
                 f"{name}: {q['variable']} is declared in neither group_vars/all nor a role's argument_specs")
 
 
-def test_used_by_check_sees_role_variables():
+def test_the_used_by_check_reads_role_code_and_misses_absent_names():
     """The used-by check is not vacuous: it finds role code and misses absent names."""
     text = "\n".join(_code_lines(p) for p in playbook_sources(ROOT / "playbooks/rotate.yml"))
     assert "music_rotate_keep_daily" in text and "music_no_such_variable" not in text

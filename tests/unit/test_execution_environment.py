@@ -22,7 +22,7 @@ def ee():
     return yaml.safe_load((ROOT / "execution-environment.yml").read_text())
 
 
-def test_schema_3_and_the_project_files(ee):
+def test_the_ee_is_schema_3_and_takes_its_dependencies_from_the_projects_files(ee):
     assert ee["version"] == 3
     deps = ee["dependencies"]
     assert deps["galaxy"] == "collections/requirements.yml"

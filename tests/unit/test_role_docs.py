@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ROLES = sorted(p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir())
 
 
-def test_roles_found():
+def test_the_role_checks_find_the_projects_roles():
+    """The parametrised checks below are not vacuous: the role list holds the real roles."""
     assert {"worker", "server", "volume", "snapshot"} <= set(ROLES)
 
 
@@ -65,7 +66,7 @@ def _role(tmp_path: Path, defaults: dict, options: dict, readme: str | None) -> 
     return role
 
 
-def test_generated_table(tmp_path):
+def test_readme_table_lists_type_default_and_description_and_check_fails_until_it_is_written(tmp_path):
     role = _role(tmp_path, {"demo_dir": "/srv", "demo_mode": "0644", "demo_list": ["a", "b"], "demo_fs": "ext4"}, {
         "demo_dir": {"type": "path", "default": "/srv", "description": "Where C(it) goes | there."},
         "demo_mode": {"type": "str", "default": "0644", "description": ["Mode,", "as a string."]},
@@ -87,7 +88,7 @@ def test_generated_table(tmp_path):
     assert role_docs.main(["--check", str(role)]) == 0
 
 
-def test_readme_without_markers_or_missing(tmp_path):
+def test_a_missing_readme_is_created_and_one_without_markers_gets_the_table_appended(tmp_path):
     role = _role(tmp_path, {"demo_x": 1}, {"demo_x": {"type": "int", "default": 1, "description": "X."}}, None)
     made = role_docs.updated_readme(role, None)
     assert made.startswith("# Role `demo`\n\nA demo role.\n") and "| `demo_x` | int | `1` | X. |" in made
@@ -95,7 +96,7 @@ def test_readme_without_markers_or_missing(tmp_path):
     assert appended.startswith("# demo\n\n## Variables\n\n" + role_docs.BEGIN)
 
 
-def test_problems_found(tmp_path):
+def test_problems_name_unprefixed_undeclared_and_mismatched_defaults(tmp_path):
     role = _role(tmp_path, {"demo_a": 1, "other_b": 2, "demo_c": "x"}, {
         "demo_a": {"type": "int", "default": 2, "description": "A."},
         "other_b": {"type": "int", "default": 2, "description": "B."},
@@ -111,7 +112,7 @@ def test_problems_found(tmp_path):
     ("{{ x }}", '"{{ x }}"'), (True, "true"), (None, "null"), (3, "3"),
     (["a", "1"], '[a, "1"]'), ({"k": [1]}, "{k: [1]}"), ("/dev/sdf", "/dev/sdf"),
 ])
-def test_flow(value, text):
+def test_values_render_as_yaml_flow_that_reads_back_the_same(value, text):
     assert role_docs.flow(value) == text
     assert yaml.safe_load(text) == value
 
