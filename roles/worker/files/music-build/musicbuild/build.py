@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
+import errno
 import json
 import fcntl
 import os
@@ -26,7 +27,7 @@ from . import install, scan, service
 from .fsutil import describe, display, write_json
 from .outputs import account, first, load_records, plan_pruning, read_journal
 from .profile import ProfileError, parse_tup_config, render_tup_config
-from .tup import PIDFILE, clear_leftovers, install_rules, run_tup
+from .tup import PIDFILE, TupError, clear_leftovers, install_rules, run_tup
 
 
 class BuildError(Exception):
@@ -87,13 +88,13 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None, a
     journal_path = prepare_state(music, tup_root)
     cache = scan.load_cache(os.path.join(music, "scan-cache.json"))
     records = load_records(music, builds, profiles, cache)
-    result, rc, served = compile_profiles(sources, builds, music, tup_root, profiles, chosen, jobs, bool(only),
-                                          cache, records, allow_mass_removal)
+    result, rc, served, tup_problem = compile_profiles(sources, builds, music, tup_root, profiles, chosen, jobs,
+                                                       bool(only), cache, records, allow_mass_removal)
     events = read_journal(journal_path)
     report = {"profiles": {p: account(p, builds, music, result, events, records[p], removal_share,
                                       allow_mass_removal) for p in chosen},
               "started": started, "encode_service_commands": served}
-    check_tup(rc, events, music)
+    check_tup(rc, events, music, tup_problem)
     report["finished"] = now()
     write_json(os.path.join(builds, "report.json"), report, indent=2)
     summarize(report, builds)
@@ -190,9 +191,10 @@ def prepare_state(music: str, tup_root: str) -> str:
 
 def compile_profiles(sources: str, builds: str, music: str, tup_root: str, profiles: dict[str, dict],
                      chosen: list[str], jobs: int, only: bool, cache: dict, records: dict,
-                     allow_empty: bool) -> tuple[scan.ScanResult, int, int]:
+                     allow_empty: bool) -> tuple[scan.ScanResult, int, int, OSError | None]:
     """Scan the sources into tup's index, then run tup with the encode service. Returns the
-    scan's result, tup's exit code and the number of commands the service ran."""
+    scan's result, tup's exit code, the number of commands the service ran and the error of
+    a tup database that could not be written (a full disk)."""
     pidfile = os.path.join(music, PIDFILE)
     encode_service = service.Service(music, pidfile)  # it loads its libraries while the sources are scanned
     try:
@@ -208,18 +210,28 @@ def compile_profiles(sources: str, builds: str, music: str, tup_root: str, profi
             os.makedirs(os.path.join(builds, p), exist_ok=True)
             os.chmod(os.path.join(builds, p), 0o755)  # served to others whatever an earlier umask made it
         # Only the chosen variants are brought up to date; the others wait for their turn.
-        rc = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [], encode_service.name(),
-                     pidfile)
+        rc, problem = run_tup(tup_root, jobs, os.path.join(music, "build.log"), chosen if only else [],
+                              encode_service.name(), pidfile)
     finally:
         served = encode_service.stop()
-    return result, rc, served
+    return result, rc, served, problem
 
 
-def check_tup(rc: int, events: list[dict], music: str) -> None:
-    """tup failing is explained by a track's failure, or the build fails with tup's words."""
+def check_tup(rc: int, events: list[dict], music: str, problem: OSError | None = None) -> None:
+    """tup failing is explained by a track's failure, or the build fails with tup's words (one
+    line); a tup that could not write its database (a full disk) fails the build whatever its
+    exit code, as its commands may not have run."""
+    if problem is not None:
+        raise problem
     if rc != 0 and not any(e["event"] == "failed" for e in events):
-        tail = open(os.path.join(music, "build.log"), encoding="utf-8", errors="replace").read()[-2000:]
-        raise BuildError(f"tup failed (exit {rc}) without a track failure; see {music}/build.log:\n{tail}")
+        log = os.path.join(music, "build.log")
+        try:
+            with open(log, encoding="utf-8", errors="replace") as fh:
+                lines = [ln.strip() for ln in fh.read()[-4000:].splitlines() if ln.strip()]
+        except OSError:
+            lines = []
+        raise BuildError(f"tup failed (exit {rc}) without a track failure: "
+                         f"{' | '.join(lines[-3:]) or 'no message'} (see {display(log)})")
 
 
 def summarize(report: dict, builds: str) -> None:
@@ -291,10 +303,12 @@ def main(argv=None) -> int:
     except GuardTripped as exc:
         print(f"music-build: refused: {exc}", file=sys.stderr)
         return 3
-    except BuildError as exc:
+    except (BuildError, TupError) as exc:
         print(f"music-build: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
+        if exc.filename is None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            exc.filename = os.path.abspath(args.builds)  # the one filesystem the build writes to
         print(f"music-build: error: {describe(exc)}", file=sys.stderr)
         return 1
     return 0

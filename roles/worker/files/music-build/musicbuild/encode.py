@@ -191,8 +191,21 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
                 pass
         _fail(music, profile, spec["source"], reason, retry)
         return 1, None
-    journal(music, profile=profile, event=event, source=spec["source"], dest=dest)
+    if not _journal_made(music, profile, spec["source"], event, dest):
+        return 1, None
     return 0, f"{event} {time.time():.0f}\n"
+
+
+def _journal_made(music: str, profile: str, source: str, event: str, dest: str) -> bool:
+    """The journal's line for an output made: the build records its outputs from it. When it
+    cannot be written (a full disk), the command fails, so that tup runs it again next time
+    (then finding the output made) rather than the output going unrecorded."""
+    try:
+        journal(music, profile=profile, event=event, source=source, dest=dest)
+        return True
+    except OSError as exc:
+        _fail(music, profile, source, f"made, but not recorded in the journal: {describe(exc)}", True)
+        return False
 
 
 def _discard(tmp: str) -> None:
@@ -225,7 +238,8 @@ def cmd_copy(args, inputs) -> tuple[int, str | None]:
                   and not os.path.exists(spec["src"]) else describe(exc))
         _fail(music, args.profile, spec["source"], f"copy failed: {reason}", True)
         return 1, None
-    journal(music, profile=args.profile, event="copied", source=spec["source"], dest=spec["dest"])
+    if not _journal_made(music, args.profile, spec["source"], "copied", spec["dest"]):
+        return 1, None
     return 0, "copied\n"
 
 
@@ -275,6 +289,7 @@ def execute(argv: list[str], cwd: str, inputs: dict[str, bytes] | None = None) -
 def main(argv=None) -> int:
     code, receipt, receipt_path = execute(sys.argv[1:] if argv is None else argv, os.getcwd())
     if receipt is not None:
-        with open(receipt_path, "w", encoding="utf-8") as fh:
-            fh.write(receipt)
+        from .wire import write_receipt
+
+        code = write_receipt(receipt_path, receipt.encode("utf-8"))
     return code

@@ -22,11 +22,13 @@ def atomic_write(path: str, content, mode: int = 0o644) -> os.stat_result:
             os.fchmod(fh.fileno(), mode)
             st = os.fstat(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = path  # a full disk is often only noticed when the file is closed
         raise
     return st
 
@@ -66,11 +68,15 @@ def mount_point(path: str) -> str:
 def describe(exc: OSError, path: str | None = None) -> str:
     """One line for a file-system error: the path, the cause, and for a full disk the
     filesystem that is full."""
-    where = path or exc.filename
-    where = display(os.fsdecode(where)) if where is not None else None
+    raw = path or exc.filename
+    if path is None and exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename2 is not None:
+        raw = exc.filename2  # a copy (shutil names source and destination): the destination is full
+    raw = os.fsdecode(raw) if raw is not None else None
+    where = display(raw) if raw is not None else None
     if exc.errno == errno.ENOSPC:
-        fs = mount_point(os.fsdecode(where if where is not None else "."))
-        return f"disk full: no space left on the filesystem at {fs}" + (f" (writing {where})" if where else "")
+        if raw is None:
+            return "disk full: no space left on device"
+        return f"disk full: no space left on the filesystem at {display(mount_point(raw))} (writing {where})"
     if exc.errno == errno.EDQUOT:
         return "disk quota exceeded" + (f" writing {where}" if where else "")
     cause = exc.strerror or str(exc)
@@ -84,3 +90,4 @@ def oserror_in(exc: BaseException | None) -> OSError | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
+

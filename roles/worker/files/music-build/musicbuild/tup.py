@@ -6,17 +6,52 @@ and profile; tup runs exactly the commands whose index files or settings changed
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from .fsutil import atomic_write
+from .fsutil import atomic_write, describe
 from .scan import write_if_changed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PIDFILE = "tup.pid"  # in .music: the process group of the running tup
+# What tup (its SQLite database) says when the filesystem holding its tree is full.
+DISK_FULL_SIGNS = ("database or disk is full", "No space left on device")
+
+
+class TupError(Exception):
+    """tup could not be set up or run (not a track's failure): one line, with its own words."""
+
+
+def tup_full(tup_root: str) -> OSError:
+    """The error of a tup database that could not be written: the disk is full."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.path.join(tup_root, ".tup", "db"))
+
+
+def init_tup(tup_root: str) -> None:
+    """`tup init` unless a database is there. An init that failed half-way (a full disk)
+    leaves an empty database that every later tup run fails on: it is made again."""
+    dot = os.path.join(tup_root, ".tup")
+    try:
+        if os.path.getsize(os.path.join(dot, "db")) > 0:
+            return
+    except FileNotFoundError:
+        pass
+    if os.path.lexists(dot):
+        shutil.rmtree(dot)
+    proc = subprocess.run(["tup", "init"], cwd=tup_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace")
+    if proc.returncode != 0:
+        shutil.rmtree(dot, ignore_errors=True)
+        if any(sign in proc.stdout for sign in DISK_FULL_SIGNS):
+            raise tup_full(tup_root)
+        lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]
+        raise TupError(f"tup init in {tup_root} failed (exit {proc.returncode}): "
+                       + (" | ".join(lines[-3:]) or "no message"))
 
 
 def install_rules(tup_root: str) -> None:
@@ -29,32 +64,59 @@ def install_rules(tup_root: str) -> None:
 
 
 def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service_name: str | None,
-            pidfile: str) -> int:
+            pidfile: str) -> tuple[int, OSError | None]:
     """tup over the chosen variants (all when `targets` is empty), in a process group of its
     own whose id is kept in `pidfile`: whatever ends this build (a signal, an error, SIGKILL
-    seen by the encode service, the next build finding the file) ends tup and every command."""
-    if not os.path.isdir(os.path.join(tup_root, ".tup")):
-        subprocess.run(["tup", "init"], cwd=tup_root, check=True, stdout=subprocess.DEVNULL)
+    seen by the encode service, the next build finding the file) ends tup and every command.
+
+    Returns tup's exit code and, when tup could not write its database because the disk is
+    full (tup may then even exit 0, having run nothing), that error: the build must not
+    report tracks as made."""
+    init_tup(tup_root)
     bindir = os.path.dirname(HERE)  # the launchers sit beside the package
     env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/"),
            "MUSIC_ENCODE_SERVICE": service_name or ""}
-    with open(log_path, "w", encoding="utf-8") as log:
+    full = None
+    log = open(log_path, "w", encoding="utf-8", buffering=1)  # line by line: a full disk shows at once
+    try:
         proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}", *targets], cwd=tup_root, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
                                 start_new_session=True)
-        atomic_write(pidfile, f"{proc.pid}\n")
         try:
+            atomic_write(pidfile, f"{proc.pid}\n")
             for line in proc.stdout:
-                log.write(line)
-                sys.stdout.write(line)
-                sys.stdout.flush()
-            return proc.wait()
+                if any(sign in line for sign in DISK_FULL_SIGNS):
+                    full = tup_full(tup_root)
+                log = _log(log, line, log_path)
+                with contextlib.suppress(OSError):
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            return proc.wait(), full
         finally:
             if proc.poll() is None:
                 end_group(proc.pid)
                 proc.wait()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pidfile)
+    finally:
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
+
+
+def _log(log, line: str, path: str):
+    """Write `line` to the build log; a log that cannot be written (a full disk) is given up,
+    with one line saying so, while tup's output is still read to its end."""
+    if log is None:
+        return None
+    try:
+        log.write(line)
+        return log
+    except OSError as exc:
+        print(f"music-build: {path} is incomplete: {describe(exc, path)}", file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            log.close()
+        return None
 
 
 def end_group(pgid: int, grace: float = 5.0) -> None:

@@ -104,11 +104,28 @@ def delegate(argv: list, service: str | None):
     finally:
         sock.close()
     if stderr:
-        os.write(2, stderr)
+        try:
+            os.write(2, stderr)
+        except OSError:  # tup keeps a command's output on the builds filesystem: it may be full
+            pass
     if code == 0:
-        fd = os.open(receipt, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        code = write_receipt(receipt, text)
+    return code
+
+
+def write_receipt(path: str, text: bytes) -> int:
+    """The receipt tup expects of a command that succeeded: 0, or 1 with one line saying why
+    it could not be written (a full disk), so that tup runs the command again next time."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, text)
         finally:
             os.close(fd)
-    return code
+        return 0
+    except OSError as exc:
+        try:
+            os.write(2, os.fsencode(f"music-encode: cannot write {path}: {exc.strerror}\n"))
+        except OSError:
+            pass
+        return 1
