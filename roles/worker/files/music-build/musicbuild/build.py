@@ -25,7 +25,7 @@ import sys
 
 from . import install, scan, service
 from .fsutil import describe, display, write_json
-from .outputs import account, first, load_records, plan_pruning, read_journal
+from .outputs import account, first, fold_journal, load_records, plan_pruning, read_journal
 from .profile import ProfileError, parse_tup_config, render_tup_config
 from .tup import PIDFILE, TupError, clear_leftovers, install_rules, run_tup
 
@@ -85,9 +85,12 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None, a
     lock = open_build(sources, builds, music, tup_root)  # held until this function returns
     profiles, chosen = choose_profiles(tup_root, only)
     started = now()
-    journal_path = prepare_state(music, tup_root)
     cache = scan.load_cache(os.path.join(music, "scan-cache.json"))
     records = load_records(music, builds, profiles, cache)
+    # What an earlier build made but could not record (killed after tup ran its commands):
+    # tup will not run those commands again, so its journal is the only word of them.
+    fold_journal(records, builds, read_journal(os.path.join(music, "journal.jsonl")))
+    journal_path = prepare_state(music, tup_root)
     result, rc, served, tup_problem = compile_profiles(sources, builds, music, tup_root, profiles, chosen, jobs,
                                                        bool(only), cache, records, allow_mass_removal)
     events = read_journal(journal_path)
@@ -254,6 +257,7 @@ def dry_run(sources: str, builds: str, allow_mass_removal: bool = False, removal
     profiles = read_profiles(tup_root) if os.path.isdir(tup_root) else {}
     cache = copy.deepcopy(scan.load_cache(os.path.join(music, "scan-cache.json")))
     records = load_records(music, builds, profiles, cache)
+    fold_journal(records, builds, read_journal(os.path.join(music, "journal.jsonl")))
     result = scan.ScanResult()
     folders, new_sources = scan.survey(sources, cache["sources"], result)
     plan = {"profiles": {}, "empty_sources": False}

@@ -91,3 +91,42 @@ def oserror_in(exc: BaseException | None) -> OSError | None:
         exc = exc.__cause__ or exc.__context__
     return None
 
+
+def _mounted(path: str) -> bool:
+    """Whether something is mounted at `path` (also a FUSE mount whose daemon is dead, which
+    os.path.ismount cannot tell: stat fails on it)."""
+    want = os.path.realpath(os.path.dirname(path))
+    want = os.path.join(want, os.path.basename(path))
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) > 1 and _unescape_mount(fields[1]) == want:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _unescape_mount(field: str) -> str:
+    # /proc/self/mounts writes space, tab, newline and backslash as octal escapes.
+    for code in ("\\040", "\\011", "\\012", "\\134"):
+        field = field.replace(code, chr(int(code[1:], 8)))
+    return field
+
+
+def fuse_unmount(path: str) -> bool:
+    """Detach the FUSE filesystem mounted at `path`, if any (a killed tup leaves its mount
+    behind, which keeps the builds volume busy). Returns whether one was detached."""
+    if not _mounted(path):
+        return False
+    import subprocess
+
+    for tool in ("fusermount3", "/usr/bin/fusermount3", "fusermount", "/bin/fusermount"):
+        try:
+            if subprocess.run([tool, "-u", "-z", path], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0:
+                return True
+        except OSError:
+            continue
+    return False

@@ -60,6 +60,21 @@ def load_records(music: str, builds: str, profiles, cache: dict) -> dict[str, di
     return records
 
 
+def fold_journal(records: dict[str, dict[str, str]], builds: str, events: list[dict]) -> None:
+    """Add to the records the outputs a journal says were made. Run with the last build's
+    journal before a build starts: when that build was killed after tup ran its commands but
+    before it recorded their outputs, tup will not run them again, and nothing else would
+    ever record them (they would be neither pruned nor made again when deleted). For a build
+    that finished, this changes nothing."""
+    for e in events:
+        if e.get("event") not in MADE_EVENTS or not isinstance(e.get("dest"), str):
+            continue
+        p = e.get("profile")
+        tree = os.path.join(builds, str(p))
+        if p in records and e["dest"].startswith(tree + os.sep):
+            records[p][os.path.relpath(e["dest"], tree)] = e["source"]
+
+
 def save_record(music: str, profile: str, record: dict[str, str]) -> None:
     os.makedirs(os.path.join(music, "outputs"), exist_ok=True)
     write_json(record_path(music, profile), {"version": 1, "outputs": record}, separators=(",", ":"))

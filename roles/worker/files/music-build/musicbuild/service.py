@@ -23,6 +23,7 @@ import sys
 import traceback
 
 from . import encode, wire
+from .fsutil import fuse_unmount
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,6 +124,9 @@ def end_orphaned_build(pidfile: str | None) -> None:
         with contextlib.suppress(OSError, ValueError):
             with open(pidfile, encoding="ascii") as fh:
                 os.killpg(int(fh.read().strip()), signal.SIGKILL)
+        # tup killed outright leaves its FUSE mount (<music>/tup/.tup/mnt), which would keep
+        # the builds volume busy until the next build.
+        fuse_unmount(os.path.join(os.path.dirname(pidfile), "tup", ".tup", "mnt"))
     os.killpg(os.getpgrp(), signal.SIGKILL)  # this service was started in a group of its own
 
 

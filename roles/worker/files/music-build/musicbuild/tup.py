@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from .fsutil import atomic_write, describe
+from .fsutil import atomic_write, describe, fuse_unmount
 from .scan import write_if_changed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,6 +25,11 @@ DISK_FULL_SIGNS = ("database or disk is full", "No space left on device")
 
 class TupError(Exception):
     """tup could not be set up or run (not a track's failure): one line, with its own words."""
+
+
+def mount_dir(tup_root: str) -> str:
+    """Where tup mounts its FUSE filesystem while it runs commands."""
+    return os.path.join(tup_root, ".tup", "mnt")
 
 
 def tup_full(tup_root: str) -> OSError:
@@ -42,6 +47,7 @@ def init_tup(tup_root: str) -> None:
     except FileNotFoundError:
         pass
     if os.path.lexists(dot):
+        fuse_unmount(mount_dir(tup_root))
         shutil.rmtree(dot)
     proc = subprocess.run(["tup", "init"], cwd=tup_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, errors="replace")
@@ -96,6 +102,7 @@ def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service
             if proc.poll() is None:
                 end_group(proc.pid)
                 proc.wait()
+                fuse_unmount(mount_dir(tup_root))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(pidfile)
     finally:
@@ -160,6 +167,7 @@ def clear_leftovers(tup_root: str, pidfile: str) -> int | None:
         with open(pidfile, encoding="ascii") as fh:
             pgid = int(fh.read().strip())
     except (OSError, ValueError):
+        fuse_unmount(mount_dir(tup_root))
         return None
     ended = None
     if _group_alive(pgid) and _group_cwd_is(pgid, tup_root):
@@ -167,6 +175,7 @@ def clear_leftovers(tup_root: str, pidfile: str) -> int | None:
         ended = pgid
     with contextlib.suppress(FileNotFoundError):
         os.unlink(pidfile)
+    fuse_unmount(mount_dir(tup_root))  # a tup killed outright leaves its mount behind
     return ended
 
 
