@@ -130,31 +130,38 @@ def open_build(sources: str, builds: str, music: str, tup_root: str):
     return lock
 
 
-def _identities(path: str) -> list[tuple[tuple[int, int], str]]:
-    """(device, inode) of `path` and of each folder above it, as the kernel shows them."""
-    found, path = [], os.path.realpath(path)
+def _identities(path: str) -> tuple[tuple[int, int] | None, set[tuple[int, int]]]:
+    """(device, inode) of `path` (None when it does not exist yet) and of each folder above
+    it, as the kernel shows them."""
+    self_id, above, path = None, set(), os.path.realpath(path)
+    first = True
     while True:
         try:
             st = os.stat(path)
-            found.append(((st.st_dev, st.st_ino), path))
+            if first:
+                self_id = (st.st_dev, st.st_ino)
+            else:
+                above.add((st.st_dev, st.st_ino))
         except OSError:
             pass
+        first = False
         parent = os.path.dirname(path)
         if parent == path:
-            return found
+            return self_id, above
         path = parent
 
 
 def check_overlap(sources: str, builds: str) -> None:
     """Sources and builds may not be one folder nor contain each other, through symlinks and
-    bind mounts too (a folder is the same folder wherever it is mounted)."""
-    src_ids, out_ids = _identities(sources), _identities(builds)
-    src_self, out_self = src_ids[0][0] if src_ids else None, out_ids[0][0] if out_ids else None
+    bind mounts too (a folder is the same folder wherever it is mounted). A builds folder
+    that does not exist yet is placed by the folders above it."""
+    src_self, src_above = _identities(sources)
+    out_self, out_above = _identities(builds)
     if os.path.realpath(sources) == os.path.realpath(builds) or (src_self and src_self == out_self):
         problem = "are the same folder"
-    elif src_self and src_self in {i for i, _ in out_ids}:
+    elif src_self and src_self in out_above:
         problem = "overlap: the builds folder is inside the sources folder"
-    elif out_self and out_self in {i for i, _ in src_ids}:
+    elif out_self and out_self in src_above:
         problem = "overlap: the sources folder is inside the builds folder"
     else:
         real_src, real_out = os.path.realpath(sources), os.path.realpath(builds)
