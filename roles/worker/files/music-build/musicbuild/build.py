@@ -280,6 +280,17 @@ def dry_run(sources: str, builds: str, allow_mass_removal: bool = False, removal
     return plan
 
 
+def share(text: str) -> float:
+    """A share between 0 and 1 (a NaN would disarm the guard)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="music-build", description="Build every profile of a music library, incrementally, with tup.")
     parser.add_argument("--version", action="version", version=f"music-build {install.version()} {install.stamp() or 'source'}")
@@ -290,7 +301,7 @@ def main(argv=None) -> int:
     parser.add_argument("--allow-mass-removal", action="store_true",
                         help="this run only: remove outputs even when most of a profile's sources are gone "
                              "or the sources folder is empty")
-    parser.add_argument("--removal-share", type=float, default=0.5,
+    parser.add_argument("--removal-share", type=share, default=0.5,
                         help="the share of a profile's outputs whose sources may be gone before the build "
                              "refuses to remove them (default 0.5)")
     parser.add_argument("--dry-run", action="store_true",

@@ -105,19 +105,23 @@ class Pruning:
 
 
 def plan_pruning(record: dict[str, str], expected: set[str], result: ScanResult, share: float,
-                 allow: bool) -> Pruning:
+                 allow: bool, outputs_before: int | None = None) -> Pruning:
     """Recorded outputs no longer expected, minus those of sources that could not be read. A
-    source that is still there but whose output moved (a rename, a profile change) is not
-    counted as gone; when the gone ones are more than `share` of the record, the guard trips."""
+    source that is still there but whose output moved (a profile change), or whose audio is
+    still there under another name (a renamed file or folder), is not counted as gone; when
+    the gone ones are more than `share` of the outputs the profile had before this build
+    (`outputs_before`, default: the record's size), the guard trips. What this build adds is
+    left out of the share, so that --dry-run, which cannot know it, holds the same line."""
     plan = Pruning()
     for dest, source in sorted(record.items()):
         if dest in expected or result.is_protected(source):
             continue
         plan.remove.append(dest)
-        if source not in result.seen:
+        if source not in result.seen and source not in result.moved:
             plan.gone += 1
-    if not allow and record and plan.gone > share * len(record):
-        plan.withheld = (f"{plan.gone} of its {len(record)} outputs would be removed because their sources "
+    total = len(record) if outputs_before is None else outputs_before
+    if not allow and total and plan.gone > share * total:
+        plan.withheld = (f"{plan.gone} of its {total} outputs would be removed because their sources "
                          f"are gone (more than {share:.0%})")
     return plan
 
@@ -166,6 +170,7 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
     """Profile p after tup: its record brought up to date, its playlists written, what no
     source accounts for pruned (unless the guard holds it back), and its part of the report."""
     tree = os.path.join(builds, p)
+    outputs_before = len(record)
     mine = [e for e in events if e.get("profile") == p]
     for e in mine:
         if e["event"] in MADE_EVENTS and e.get("dest", "").startswith(tree + os.sep):
@@ -177,7 +182,7 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
     retagged = sum(1 for e in mine if e["event"] == "retagged")
     track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in usable)
     write_playlists(result.playlists[p], tree, result.expected[p], record)
-    plan = plan_pruning(record, result.expected[p], result, share, allow)
+    plan = plan_pruning(record, result.expected[p], result, share, allow, outputs_before)
     removed = 0 if plan.withheld else prune(tree, plan, record)
     save_record(music, p, record)
     report = {

@@ -43,6 +43,8 @@ class ScanResult:
     # Sources that could not be read this time (folders as "dir/" prefixes): their outputs stay.
     protected: set[str] = field(default_factory=set)
     restored: dict[str, int] = field(default_factory=dict)    # profile -> outputs found missing
+    # Sources gone from their path whose audio is now at another path (renamed or moved).
+    moved: set[str] = field(default_factory=set)
 
     def is_protected(self, source: str) -> bool:
         return source in self.protected or any(source.startswith(p) for p in self.protected if p.endswith("/"))
@@ -202,7 +204,24 @@ def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Fo
         if track_names or others:
             folders.append(Folder(rel_dir, good, others, cover))
     folders += keep_unreadable(unreadable, old_sources, new_sources, result)
+    find_moved(old_sources, new_sources, result)
     return folders, new_sources
+
+
+def _audio_id(entry: dict) -> str | None:
+    audio = entry.get("audio")
+    return _json(audio) if audio and "error" not in entry else None
+
+
+def find_moved(old_sources: dict, new_sources: dict, result: ScanResult) -> None:
+    """Sources no longer at their path whose audio is at a path it was not at before: a
+    renamed or moved file or folder, not a removal (the mass-removal guard does not count it)."""
+    arrived = {_audio_id(e) for rel, e in new_sources.items() if rel not in old_sources} - {None}
+    if not arrived:
+        return
+    for rel, entry in old_sources.items():
+        if rel not in result.seen and _audio_id(entry) in arrived:
+            result.moved.add(rel)
 
 
 def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -> tuple[dict | None, bool]:
