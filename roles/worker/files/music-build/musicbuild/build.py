@@ -112,8 +112,7 @@ def build(sources: str, builds: str, jobs: int, only: list[str] | None = None, a
 def open_build(sources: str, builds: str, music: str, tup_root: str):
     """Check the folders (they may not overlap), make the state folder, take the build's lock
     (returned) and end whatever a killed earlier build left running."""
-    if not os.path.isdir(sources):
-        raise BuildError(f"sources directory {display(sources)} does not exist")
+    check_sources(sources)
     if not os.access(sources, os.R_OK | os.X_OK):
         raise BuildError(f"sources directory {display(sources)} is not readable by this user")
     check_overlap(sources, builds)
@@ -128,6 +127,13 @@ def open_build(sources: str, builds: str, music: str, tup_root: str):
     if ended:
         say(f"ended what an interrupted earlier build left running (process group {ended})")
     return lock
+
+
+def check_sources(sources: str) -> None:
+    if not os.path.isdir(sources):
+        if os.path.lexists(sources):
+            raise BuildError(f"sources {display(sources)} is not a directory")
+        raise BuildError(f"sources directory {display(sources)} does not exist")
 
 
 def _identities(path: str) -> tuple[tuple[int, int] | None, set[tuple[int, int]]]:
@@ -258,10 +264,13 @@ def dry_run(sources: str, builds: str, allow_mass_removal: bool = False, removal
     sources, builds = os.path.abspath(sources), os.path.abspath(builds)
     music = os.path.join(builds, ".music")
     tup_root = os.path.join(music, "tup")
-    if not os.path.isdir(sources):
-        raise BuildError(f"sources directory {display(sources)} does not exist")
+    check_sources(sources)
     check_overlap(sources, builds)
-    profiles = read_profiles(tup_root) if os.path.isdir(tup_root) else {}
+    try:
+        os.stat(tup_root)  # not there yet (no build so far): nothing to remove; unreadable: an error
+        profiles = read_profiles(tup_root)
+    except FileNotFoundError:
+        profiles = {}
     cache = copy.deepcopy(scan.load_cache(os.path.join(music, "scan-cache.json")))
     records = load_records(music, builds, profiles, cache)
     fold_journal(records, builds, read_journal(os.path.join(music, "journal.jsonl")))

@@ -239,9 +239,13 @@ def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -
                          "embedded_art": info["embedded_art"], "length": info["length"]}
             except tags.SourceError as exc:
                 entry = {"sig": sig, "error": str(exc)}
+        elif not os.access(path, os.R_OK):
+            # Unchanged since the last scan, so not read now; but no later build could read it
+            # either (a permission taken away): said now, while its outputs are kept.
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
         return dict(entry), False
     except OSError as exc:
-        reason = ("vanished while the sources were scanned" if exc.errno == errno.ENOENT
+        reason = (f"vanished while the sources were scanned: {exc.strerror}" if exc.errno == errno.ENOENT
                   else f"cannot read: {exc.strerror}")
         result.failed.append({"source": rel, "reason": reason, "retry": True})
         result.protected.add(rel)
