@@ -34,3 +34,4 @@ def test_exec_start_is_one_line_and_the_service_keys_survive(repo_root, only, al
     assert shlex.split(unit["ExecStart"])[2] == "/srv/music/my sources"
     assert unit["Type"] == "oneshot" and unit["User"] == "music" and unit["Nice"] == "10"
     assert unit["ReadWritePaths"] == "/srv/music/builds"
+    assert unit["UMask"] == "0022"  # served outputs stay readable whatever the caller's umask
