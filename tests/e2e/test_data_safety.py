@@ -278,7 +278,7 @@ def assert_complete(builds: Path, tracks: int = TRACKS, check: dict | None = Non
     for p in PROFILES:
         r = rep["profiles"][p]
         assert r["failed"] == [], (p, r["failed"])
-        assert r["encoded"] + r["retagged"] + r["unchanged"] == tracks, (p, r)
+        assert r["encoded"] + r["retagged"] + r["moved"] + r["unchanged"] == tracks, (p, r)
         assert r["foreign"]["count"] == 0, (p, r["foreign"])
         tree = builds / p
         made = files(tree)
@@ -672,6 +672,31 @@ def test_mass_removal_guard(world):
     rep = build_ok(src, builds, "--allow-mass-removal")
     assert all(r["removed"] == 3 and "withheld" not in r for r in rep["profiles"].values()), rep
     assert all(len(audio_files(builds / p)) == 2 for p in PROFILES)
+
+
+def test_a_naming_setting_moves_outputs_instead_of_reencoding_or_removing(world):
+    """FAT32 names switched on for a profile whose names have ':' in them: every output is
+    renamed in place (a move: the same bytes, no encoder), none counted as removed, and the
+    mass-removal guard does not mistake the old names for lost sources."""
+    src, builds = world.sources(), world.builds()
+    build_ok(src, builds)
+    before = sorted(sha for rel, sha in files(builds / "phone").items() if rel.endswith(b".opus"))
+    assert any(b":" in rel for rel in files(builds / "phone"))
+    config = builds / ".music" / "tup" / "phone" / "tup.config"
+    config.write_text(render_tup_config("phone", {**PROFILES["phone"], "fat32_names": True}))
+    plan = music_build(src, builds, "--dry-run")
+    assert plan.rc == 0 and json.loads(plan.stdout)["profiles"]["phone"]["withheld"] is None, plan
+    rep = build_ok(src, builds)
+    phone = rep["profiles"]["phone"]
+    assert (phone["encoded"], phone["moved"], phone["removed"]) == (0, TRACKS, 0), phone
+    assert "withheld" not in phone
+    after = files(builds / "phone")
+    assert sorted(sha for rel, sha in after.items() if rel.endswith(b".opus")) == before
+    assert not any(b":" in rel for rel in after)
+    assert_complete(builds)
+    # Nothing left to do: the next build moves nothing again.
+    again = build_ok(src, builds)["profiles"]["phone"]
+    assert (again["encoded"], again["moved"], again["removed"], again["unchanged"]) == (0, 0, 0, TRACKS)
 
 
 # --- killed builds -----------------------------------------------------------------------------

@@ -161,7 +161,17 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
         art = None
         if args.art == "y":
             art = tags.load_art(spec["src"], spec.get("cover"), args.art_max_size, os.path.join(music, "art"))
-        reencode = state.get("audio_key") != audio_key or state.get("dest") != dest or not os.path.exists(dest)
+        old_dest = state.get("dest")
+        if (state.get("audio_key") == audio_key and old_dest and old_dest != dest
+                and state.get("src", spec["src"]) == spec["src"]
+                and os.path.isfile(old_dest) and not os.path.lexists(dest)):
+            # Only its name changed (a naming setting, a renamed source folder): a move, not an encode.
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            os.replace(old_dest, dest)
+            moved = True
+        else:
+            moved = False
+        reencode = state.get("audio_key") != audio_key or (old_dest != dest and not moved) or not os.path.exists(dest)
         if reencode and state.get("bad_audio_key") == audio_key:
             # The same audio failed to decode last time: report it again without re-running.
             raise tags.SourceError(state["bad_reason"])
@@ -177,9 +187,9 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
             publish(tmp, dest)
             event = "retagged"
         else:
-            event = "unchanged"
+            event = "moved" if moved else "unchanged"
         _write_json(state_path, {"audio_key": audio_key, "tags_key": tags_key, "dest": dest,
-                                 "source": spec["source"]})
+                                 "source": spec["source"], "src": spec["src"]})
     except Exception as exc:  # one track fails alone; the reason goes to the report
         reason, retry = failure_reason(exc, tmp)
         _discard(tmp)

@@ -19,7 +19,7 @@ from .profile import EXTENSIONS
 from .scan import ScanResult, write_if_changed
 
 AUDIO_EXTS = tuple("." + ext for ext in EXTENSIONS.values())  # what the codec table's encoders write
-MADE_EVENTS = ("encoded", "retagged", "unchanged", "copied")
+MADE_EVENTS = ("encoded", "retagged", "unchanged", "copied", "moved")
 FIRST = 5  # paths listed in the report for long lists
 
 
@@ -180,6 +180,7 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
     failed += [_failure(e) for e in mine if e["event"] == "failed"]
     encoded = sum(1 for e in mine if e["event"] == "encoded")
     retagged = sum(1 for e in mine if e["event"] == "retagged")
+    moved = sum(1 for e in mine if e["event"] == "moved")
     track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in usable)
     write_playlists(result.playlists[p], tree, result.expected[p], record)
     plan = plan_pruning(record, result.expected[p], result, share, allow, outputs_before)
@@ -189,7 +190,8 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
         "path": display(tree),
         "encoded": encoded,
         "retagged": retagged,
-        "unchanged": max(0, len(result.tracks) - encoded - retagged - track_failures),
+        "unchanged": max(0, len(result.tracks) - encoded - retagged - moved - track_failures),
+        "moved": moved,
         "removed": removed,
         "restored": result.restored.get(p, 0),
         "failed": sorted(failed, key=lambda f: f["source"]),
