@@ -887,6 +887,40 @@ def test_encoder_that_refuses_is_retried(world):
     assert_complete(builds, tracks=TRACKS + 1, check=ONE_MORE)
 
 
+def test_an_unwritable_output_folder_fails_that_track_with_its_cause_and_is_retried(world):
+    """A profile's album folder taken away from the build user: re-tagging its tracks fails
+    with "Permission denied" naming the folder (retried, not cached as bad), the old outputs
+    stay as they were, the other profiles are re-tagged; once the folder is given back, the
+    next build re-tags them and reports nothing failed."""
+    src, builds = world.sources(), world.builds()
+    build_ok(src, builds)
+    album = album_dirs(src)[0]
+    track = sorted(album.glob("*.flac"))[0]
+    tag_track(str(track), {"TITLE": "A new title"})
+    phone_album = next(p.parent for p in (builds / "phone").rglob("*.opus") if p.parent.name == album.name)
+    before = files(phone_album)
+    phone_album.chmod(0o555)
+    try:
+        run = music_build(src, builds)
+        assert run.rc == 0 and "Traceback" not in run.stderr, run
+        rep = report(builds)
+        # The track, and the album's playlist (its title changed), each say why.
+        failures = rep["profiles"]["phone"]["failed"]
+        assert {f["source"] for f in failures} == {str(track.relative_to(src))}, failures
+        assert len(failures) == 2 and sum(f["reason"].startswith("playlist not written: ") for f in failures) == 1, \
+            failures
+        for failure in failures:
+            assert failure["retry"] is True, failure
+            assert "Permission denied" in failure["reason"] and str(phone_album) in failure["reason"], failure
+        assert files(phone_album) == before
+        assert rep["profiles"]["car"]["retagged"] == rep["profiles"]["flac"]["retagged"] == 1, rep
+    finally:
+        phone_album.chmod(0o755)
+    rep = build_ok(src, builds)
+    assert rep["profiles"]["phone"]["retagged"] == 1 and rep["profiles"]["phone"]["failed"] == [], rep
+    assert_complete(builds)
+
+
 # --- names that are not UTF-8 --------------------------------------------------------------------
 
 def test_names_that_are_not_utf8(world):

@@ -80,6 +80,9 @@ def describe(exc: OSError, path: str | None = None) -> str:
     if exc.errno == errno.EDQUOT:
         return "disk quota exceeded" + (f" writing {where}" if where else "")
     cause = exc.strerror or str(exc)
+    if path is None and exc.filename2 is not None and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        # A rename or copy refused: the destination's folder is what the user must look at.
+        return f"cannot put {display(os.fsdecode(exc.filename2))} in place: {cause}"
     return f"{where}: {cause}" if where else cause
 
 

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from .fsutil import display, exact, write_json
+from .fsutil import describe, display, exact, write_json
 from .profile import EXTENSIONS
 from .scan import ScanResult, write_if_changed
 
@@ -80,8 +80,10 @@ def save_record(music: str, profile: str, record: dict[str, str]) -> None:
     write_json(record_path(music, profile), {"version": 1, "outputs": record}, separators=(",", ":"))
 
 
-def write_playlists(specs: list[dict], tree: str, expected: set[str], record: dict[str, str]) -> None:
-    """One m3u8 per album, listing the tracks of the album that are in the tree, in order."""
+def write_playlists(specs: list[dict], tree: str, expected: set[str], record: dict[str, str]) -> list[dict]:
+    """One m3u8 per album, listing the tracks of the album that are in the tree, in order.
+    Returns the failures (a playlist that cannot be written keeps its last version)."""
+    failures = []
     for spec in specs:
         folder = os.path.dirname(spec["dest"])
         lines = ["#EXTM3U"]
@@ -90,10 +92,16 @@ def write_playlists(specs: list[dict], tree: str, expected: set[str], record: di
                 lines += [f"#EXTINF:{secs},{label}", path]
         if len(lines) == 1:
             continue
-        write_if_changed(spec["dest"], "\n".join(lines) + "\n")
         rel = os.path.relpath(spec["dest"], tree)
         expected.add(rel)
+        try:
+            write_if_changed(spec["dest"], "\n".join(lines) + "\n")
+        except OSError as exc:
+            failures.append({"source": spec["source"], "reason": f"playlist not written: {describe(exc)}",
+                             "retry": True})
+            continue
         record[rel] = spec["source"]
+    return failures
 
 
 @dataclass
@@ -126,9 +134,9 @@ def plan_pruning(record: dict[str, str], expected: set[str], result: ScanResult,
     return plan
 
 
-def prune(tree: str, plan: Pruning, record: dict[str, str]) -> int:
+def prune(tree: str, plan: Pruning, record: dict[str, str], failures: list[dict] | None = None) -> int:
     """Remove the planned outputs (recorded ones only) and the folders they leave empty.
-    Returns the tracks removed."""
+    Returns the tracks removed; one that cannot be removed stays recorded, and is a failure."""
     removed = 0
     for dest in plan.remove:
         path = os.path.join(tree, dest)
@@ -138,6 +146,11 @@ def prune(tree: str, plan: Pruning, record: dict[str, str]) -> int:
                 removed += 1
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            if failures is not None:
+                failures.append({"source": record[dest], "reason": f"old output not removed: {describe(exc)}",
+                                 "retry": True})
+            continue
         del record[dest]
         folder = os.path.dirname(path)
         while folder != tree and folder.startswith(tree + os.sep):
@@ -182,9 +195,10 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
     retagged = sum(1 for e in mine if e["event"] == "retagged")
     moved = sum(1 for e in mine if e["event"] == "moved")
     track_failures = sum(1 for e in mine if e["event"] == "failed" and e["source"] in usable)
-    write_playlists(result.playlists[p], tree, result.expected[p], record)
+    problems = write_playlists(result.playlists[p], tree, result.expected[p], record)
     plan = plan_pruning(record, result.expected[p], result, share, allow, outputs_before)
-    removed = 0 if plan.withheld else prune(tree, plan, record)
+    removed = 0 if plan.withheld else prune(tree, plan, record, problems)
+    failed += [_failure(f) for f in problems]
     save_record(music, p, record)
     report = {
         "path": display(tree),
