@@ -595,6 +595,25 @@ def test_foreign_files_kept_and_deleted_outputs_rebuilt(world):
 
 # --- the library's disk unmounted, most of it gone -------------------------------------------------
 
+def test_a_library_at_the_root_of_its_own_volume_ignores_lost_and_found(world):
+    """A library that is a whole ext4 volume (a USB disk, the EBS sources volume) has root's
+    0700 lost+found at its root: that is the filesystem's, not an unreadable album."""
+    image = world.base / "disk.img"
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    disk = world.base / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(disk)], check=True)
+    world.mounts.append(disk)
+    assert stat.S_IMODE((disk / "lost+found").stat().st_mode) == 0o700
+    subprocess.run(["cp", "-a", "--", f"{world.library}/.", str(disk)], check=True)
+    disk.chmod(0o755)
+    builds = world.builds()
+    run = music_build(disk, builds)
+    assert run.rc == 0 and "lost+found" not in run.stdout + run.stderr, run
+    assert_complete(builds)
+
+
 def test_unmounted_library_removes_nothing(world):
     """The library on a disk that is sometimes unmounted: the empty mount point removes
     nothing (exit 3, how to confirm), --dry-run says the same; mounted again, the build

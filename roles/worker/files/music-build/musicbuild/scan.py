@@ -93,9 +93,11 @@ def settle(racy: list) -> None:
 
 def walk_sources(sources: str, onerror=None):
     """(folder relpath, [file names]) for every folder, hidden entries skipped, sorted;
-    `onerror(OSError)` hears of each folder that cannot be listed."""
+    `onerror(OSError)` hears of each folder that cannot be listed. A filesystem's own
+    lost+found (at the root of a mounted volume, root's only) is not part of the library."""
     for top, dirs, files in os.walk(sources, followlinks=False, onerror=onerror):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and not (d == "lost+found" and os.path.ismount(top)))
         rel = os.path.relpath(top, sources)
         rel = "" if rel == "." else rel.replace(os.sep, "/")
         yield rel, sorted(f for f in files if not f.startswith("."))
