@@ -62,7 +62,7 @@ def init_tup(tup_root: str) -> None:
 
 def install_rules(tup_root: str) -> None:
     write_if_changed(os.path.join(tup_root, "Tupdefault.lua"),
-                          open(os.path.join(HERE, "Tupdefault.lua"), encoding="utf-8").read())
+                     open(os.path.join(HERE, "Tupdefault.lua"), encoding="utf-8").read())
     # The top folder and the index folder hold no tracks; give them empty Tupfiles.
     for folder in (tup_root, os.path.join(tup_root, "index")):
         os.makedirs(folder, exist_ok=True)
@@ -128,16 +128,25 @@ def _log(log, line: str, path: str):
 
 def end_group(pgid: int, grace: float = 5.0) -> None:
     """SIGTERM to a process group, then SIGKILL to what is left after `grace` seconds."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.05)
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signum)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.05)
+
+
+def _group_members(pgid: int):
+    """(pid, state) of each process in the group, from /proc."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    fields = fh.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid:
+                yield pid, fields[0]
 
 
 def _group_alive(pgid: int) -> bool:
@@ -148,16 +157,7 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # Zombies still count for killpg; a group of zombies only is over.
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as fh:
-                    fields = fh.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != b"Z":
-                return True
-    return False
+    return any(state != b"Z" for _, state in _group_members(pgid))
 
 
 def clear_leftovers(tup_root: str, pidfile: str) -> int | None:
@@ -182,14 +182,8 @@ def clear_leftovers(tup_root: str, pidfile: str) -> int | None:
 def _group_cwd_is(pgid: int, tup_root: str) -> bool:
     """Whether some member of the group works under the tup tree (its commands do)."""
     root = os.path.realpath(tup_root)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) == pgid and os.path.realpath(f"/proc/{pid}/cwd").startswith(root):
+    for pid, _ in _group_members(pgid):
+        with contextlib.suppress(OSError):
+            if os.path.realpath(f"/proc/{pid}/cwd").startswith(root):
                 return True
-        except OSError:
-            continue
     return False
