@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import zipfile
 
 LAUNCHERS = ("music-build", "music-encode", "music-ssm-profiles")
@@ -60,7 +61,7 @@ def stamp() -> str | None:
 
 
 def _replace_link(target: str, link: str) -> None:
-    tmp = f"{link}.new"
+    tmp = f"{link}.new.{os.getpid()}.{threading.get_ident()}"  # concurrent installers each use their own
     if os.path.lexists(tmp):
         os.unlink(tmp)
     os.symlink(target, tmp)
@@ -97,11 +98,7 @@ def install(archive: str, into: str, bindir: str | None) -> dict:
         raise RuntimeError(f"{work}: the program does not compile")
     with open(os.path.join(work, f"{key}.stamp"), "w", encoding="utf-8") as fh:
         fh.write(key + "\n")
-    if os.path.exists(os.path.join(final, f"{key}.stamp")):
-        shutil.rmtree(work)  # another install of the same stamp finished first
-    else:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(work, final)
+    _settle(work, final, key)
     current = os.path.join(into, "current")
     _replace_link(key, current)
     if bindir:
@@ -113,6 +110,20 @@ def install(archive: str, into: str, bindir: str | None) -> dict:
             shutil.rmtree(os.path.join(into, name), ignore_errors=True)
             removed.append(name)
     return {"stamp": key, "path": final, "removed": removed}
+
+
+def _settle(work: str, final: str, key: str) -> None:
+    """Move the complete copy `work` to `final`, unless another install of the same stamp got
+    there first (its copy is as good: a folder only ever becomes `final` complete)."""
+    stamp = os.path.join(final, f"{key}.stamp")
+    if not os.path.exists(stamp) and os.path.isdir(final):
+        shutil.rmtree(final, ignore_errors=True)  # left by an older installer without a stamp
+    try:
+        os.rename(work, final)
+    except OSError:
+        if not os.path.exists(stamp):
+            raise
+        shutil.rmtree(work, ignore_errors=True)  # another install of the same stamp finished first
 
 
 def _abandoned(name: str) -> bool:
