@@ -18,7 +18,8 @@ from mutagen.mp3 import BitrateMode
 from PIL import Image
 
 from ansible_collections.music.profiles.plugins.lookup import build_program
-from musicbuild import encode, service, tags, wire
+from musicbuild import art as art_mod
+from musicbuild import encode, service, source, tags, wire
 from music_devkit.library import make_image, synth_flac, tag_track
 
 
@@ -37,7 +38,7 @@ def flac_file(tmp_path):
 
 
 def test_id3_mapping_carries_every_tag(flac_file):
-    pairs = tags.read_source(str(flac_file))["tags"]
+    pairs = source.read_source(str(flac_file))["tags"]
     frames = {f.HashKey: f for f in tags.id3_frames(pairs)}
     assert frames["TIT2"].text == ["One"]
     assert frames["TPE1"].text == ["A", "B"]
@@ -51,7 +52,7 @@ def test_id3_mapping_carries_every_tag(flac_file):
 
 
 def test_opus_gets_r128_instead_of_replaygain(flac_file):
-    pairs = tags.read_source(str(flac_file))["tags"]
+    pairs = source.read_source(str(flac_file))["tags"]
     out = dict(tags.vorbis_pairs_for("opus", pairs))
     assert "REPLAYGAIN_TRACK_GAIN" not in out
     assert out["R128_TRACK_GAIN"] == str(round((-7.5 - 5) * 256))
@@ -60,10 +61,10 @@ def test_opus_gets_r128_instead_of_replaygain(flac_file):
 
 
 def test_art_is_scaled_to_the_profile_limit(flac_file):
-    art = tags.load_art(str(flac_file), None, 300)
+    art = art_mod.load_art(str(flac_file), None, 300)
     img = Image.open(io.BytesIO(art.data))
     assert max(img.size) == 300 and art.mime == "image/jpeg"
-    unscaled = tags.load_art(str(flac_file), None, 0)
+    unscaled = art_mod.load_art(str(flac_file), None, 0)
     assert Image.open(io.BytesIO(unscaled.data)).size == (1000, 1000)
 
 
@@ -72,10 +73,10 @@ def test_folder_cover_used_when_nothing_is_embedded(tmp_path):
     synth_flac(str(path), 0.5, 1)
     cover = tmp_path / "Folder.JPG"
     cover.write_bytes(make_image(640, 2))
-    assert tags.find_cover_file(["a.log", "Folder.JPG"]) == "Folder.JPG"
-    art = tags.load_art(str(path), str(cover), 500)
+    assert art_mod.find_cover_file(["a.log", "Folder.JPG"]) == "Folder.JPG"
+    art = art_mod.load_art(str(path), str(cover), 500)
     assert Image.open(io.BytesIO(art.data)).size == (500, 500)
-    assert tags.load_art(str(path), None, 500) is None
+    assert art_mod.load_art(str(path), None, 500) is None
 
 
 @pytest.mark.parametrize("content, reason", [
@@ -85,17 +86,17 @@ def test_folder_cover_used_when_nothing_is_embedded(tmp_path):
 def test_unusable_sources_say_why(tmp_path, content, reason):
     path = tmp_path / "bad.flac"
     path.write_bytes(content)
-    with pytest.raises(tags.SourceError, match=re.escape(reason)):
-        tags.read_source(str(path))
+    with pytest.raises(source.SourceError, match=re.escape(reason)):
+        source.read_source(str(path))
 
 
 def test_fingerprint_ignores_tags_but_not_audio(flac_file, tmp_path):
-    before = tags.read_source(str(flac_file))["audio"]
+    before = source.read_source(str(flac_file))["audio"]
     subprocess.run(["metaflac", "--set-tag=TITLE=Renamed", str(flac_file)], check=True)
-    assert tags.read_source(str(flac_file))["audio"] == before
+    assert source.read_source(str(flac_file))["audio"] == before
     other = tmp_path / "other.flac"
     synth_flac(str(other), 1.0, 4)
-    assert tags.read_source(str(other))["audio"]["md5"] != before["md5"]
+    assert source.read_source(str(other))["audio"]["md5"] != before["md5"]
 
 
 def _spec_files(tmp_path, src, codec="mp3"):
@@ -103,7 +104,7 @@ def _spec_files(tmp_path, src, codec="mp3"):
     (builds / ".music").mkdir(parents=True, exist_ok=True)
     index = tmp_path / "index" / "dir"
     index.mkdir(parents=True, exist_ok=True)
-    info = tags.read_source(str(src))
+    info = source.read_source(str(src))
     (index / "k.audio").write_text(json.dumps(info["audio"]))
     (index / "k.tags").write_text(json.dumps({"tags": info["tags"], "art": None}))
     dest = builds / "car" / "x.mp3"
@@ -167,8 +168,8 @@ def test_every_codec_pipeline(flac_file, tmp_path, codec, settings, check):
     out = tmp_path / f"out.{codec}"
     full = {"compression_level": None, "bitrate": None, "quality": None, **settings}
     encode.run_pipeline(str(flac_file), codec, full, str(out))
-    pairs = tags.read_source(str(flac_file))["tags"]
-    tags.write_tags(str(out), codec, pairs, tags.load_art(str(flac_file), None, 100))
+    pairs = source.read_source(str(flac_file))["tags"]
+    tags.write_tags(str(out), codec, pairs, art_mod.load_art(str(flac_file), None, 100))
     f = mutagen.File(out)
     assert check(f)
     assert abs(f.info.length - 1.0) < 0.05
@@ -176,13 +177,13 @@ def test_every_codec_pipeline(flac_file, tmp_path, codec, settings, check):
 
 def test_prepared_art_is_cached_by_picture_and_size(flac_file, tmp_path):
     cache = tmp_path / "art"
-    first = tags.load_art(str(flac_file), None, 300, str(cache))
+    first = art_mod.load_art(str(flac_file), None, 300, str(cache))
     assert len(list(cache.glob("*-300.img"))) == 1
     # A second track with the same picture gets the cached result, byte for byte.
-    again = tags.load_art(str(flac_file), None, 300, str(cache))
+    again = art_mod.load_art(str(flac_file), None, 300, str(cache))
     assert again.data == first.data and (again.width, again.height) == (300, 300)
     # Another size is prepared separately.
-    other = tags.load_art(str(flac_file), None, 100, str(cache))
+    other = art_mod.load_art(str(flac_file), None, 100, str(cache))
     assert max(Image.open(io.BytesIO(other.data)).size) == 100
     assert len(list(cache.glob("*.img"))) == 2
 

@@ -1,8 +1,9 @@
 """The build program of a music library: sources -> scan -> tup -> encode -> outputs.
 
-    scan.py      mirrors the sources into tup's tree as small, content-stable index files
+    scan.py      mirrors the sources into tup's tree as small, content-stable index files;
+                 source.py reads one source (fingerprint, tags), art.py picks its cover
     Tupdefault.lua  tup's rules: one `music-encode` command per track and profile; tup.py runs tup
-    encode.py    how one output is made (encode, re-tag or keep), tags.py and names.py its parts
+    encode.py    how one output is made (encode, re-tag or keep); tags.py, art.py, names.py its parts
     service.py   the encode service that runs those commands with the program loaded (wire.py)
     outputs.py   after tup: the record of outputs made, playlists, prune, each profile's report
     build.py     one build, in stages: check, scan, tup, outputs, report.json

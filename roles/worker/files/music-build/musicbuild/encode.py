@@ -20,6 +20,8 @@ import time
 
 from . import profile as music_profile
 from . import tags
+from .art import load_art
+from .source import SourceError
 from .fsutil import describe, display, mount_point, oserror_in, write_json
 
 def journal(music_dir: str, **event) -> None:
@@ -89,7 +91,7 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str) -> None:
         alone = subprocess.run(["flac", "--test", "--silent", "--", src], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
         if alone.returncode != 0 and os.path.exists(src):
-            raise tags.SourceError("FLAC decode failed (truncated or damaged audio): "
+            raise SourceError("FLAC decode failed (truncated or damaged audio): "
                                    + _last_line(alone.stderr or dec_err, "decoder exited with %d" % decoder.returncode))
     if not os.path.exists(src):
         raise TransientError("the source file is gone (moved or deleted during the build)")
@@ -98,7 +100,7 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str) -> None:
 
 def failure_reason(exc: Exception, tmp: str) -> tuple[str, bool]:
     """(reason, retry) for an exception that failed one output."""
-    if isinstance(exc, tags.SourceError):
+    if isinstance(exc, SourceError):
         return str(exc), False
     if isinstance(exc, TransientError):
         return str(exc), True
@@ -160,7 +162,7 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
         os.makedirs(tmpdir, exist_ok=True)
         art = None
         if args.art == "y":
-            art = tags.load_art(spec["src"], spec.get("cover"), args.art_max_size, os.path.join(music, "art"))
+            art = load_art(spec["src"], spec.get("cover"), args.art_max_size, os.path.join(music, "art"))
         old_dest = state.get("dest")
         if (state.get("audio_key") == audio_key and old_dest and old_dest != dest
                 and state.get("src", spec["src"]) == spec["src"]
@@ -174,7 +176,7 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
         reencode = state.get("audio_key") != audio_key or (old_dest != dest and not moved) or not os.path.exists(dest)
         if reencode and state.get("bad_audio_key") == audio_key:
             # The same audio failed to decode last time: report it again without re-running.
-            raise tags.SourceError(state["bad_reason"])
+            raise SourceError(state["bad_reason"])
         if reencode:
             journal(music, profile=profile, event="encoder", source=spec["source"])
             run_pipeline(spec["src"], codec, settings, tmp)

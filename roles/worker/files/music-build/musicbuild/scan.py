@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from .profile import EXTENSIONS
 
 from . import names, tags
+from .art import find_cover_file
+from .source import SourceError, read_source
 from .fsutil import atomic_write, display, write_json
 
 CACHE_VERSION = 1
@@ -180,7 +182,7 @@ def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Fo
         track_names = [f for f in files if is_track(f)]
         others = [f for f in files if not is_track(f)]
         result.seen.update(_rel(rel_dir, f) for f in files)
-        cover = tags.find_cover_file(others)
+        cover = find_cover_file(others)
         cover_sig = None
         if cover:
             try:
@@ -236,10 +238,10 @@ def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -
         sig = [st.st_size, st.st_mtime_ns]
         if not entry or entry.get("sig") != sig:
             try:
-                info = tags.read_source(path)
+                info = read_source(path)
                 entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
                          "embedded_art": info["embedded_art"], "length": info["length"]}
-            except tags.SourceError as exc:
+            except SourceError as exc:
                 entry = {"sig": sig, "error": str(exc)}
         elif not os.access(path, os.R_OK):
             # Unchanged since the last scan, so not read now; but no later build could read it

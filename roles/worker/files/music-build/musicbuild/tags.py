@@ -1,23 +1,14 @@
-"""Tags and cover art: read a FLAC source, write MP3 (ID3v2.4), Opus, Ogg Vorbis and FLAC outputs."""
+"""Tags: write MP3 (ID3v2.4), Opus, Ogg Vorbis and FLAC outputs."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
-import json
-import os
 import re
 
-from mutagen.flac import FLAC, FLACNoHeaderError, Picture
-from mutagen.id3 import (
-    APIC, COMM, ID3, TXXX, UFID, USLT, Frames, ID3NoHeaderError, PictureType,
-)
+from mutagen.flac import FLAC
+from mutagen.id3 import APIC, COMM, ID3, TXXX, UFID, USLT, Frames, ID3NoHeaderError, PictureType
 
-from .fsutil import atomic_write, oserror_in, write_json
+from .art import Art
 from .profile import CODEC_TABLE
-
-COVER_NAMES = ("cover", "folder", "front", "albumart")
-COVER_EXTS = (".jpg", ".jpeg", ".png")
 
 # Vorbis comment -> ID3v2.4 text frame.
 ID3_TEXT = {
@@ -55,167 +46,11 @@ NUMBER_PAIRS = {
 PAIR_KEYS = {"TRACKNUMBER", "TRACKTOTAL", "TOTALTRACKS", "DISCNUMBER", "DISCTOTAL", "TOTALDISCS"}
 
 
-class SourceError(Exception):
-    """A source track cannot be used; the message is the reason shown to the user."""
-
-
-def read_source(path: str) -> dict:
-    """Audio fingerprint, tags and embedded-art digest of one FLAC source."""
-    size = os.path.getsize(path)  # an OSError (unreadable, vanished) is the caller's: not the file's fault
-    if size == 0:
-        raise SourceError("empty file (0 bytes)")
-    try:
-        flac = FLAC(path)
-    except FLACNoHeaderError:
-        raise SourceError("not a FLAC file (no fLaC header)") from None
-    except Exception as exc:  # mutagen raises several types for damaged metadata
-        oserr = oserror_in(exc)
-        if oserr is not None:
-            raise oserr from None
-        raise SourceError(f"unreadable FLAC metadata: {exc}") from None
-    info = flac.info
-    if not info.total_samples:
-        raise SourceError("no audio (0 samples in STREAMINFO)")
-    audio = {
-        "md5": f"{info.md5_signature:032x}",
-        "rate": info.sample_rate,
-        "channels": info.channels,
-        "bits": info.bits_per_sample,
-        "samples": info.total_samples,
-    }
-    if not info.md5_signature:
-        audio["md5"] = "sha1:" + frames_digest(path)
-    pairs = [(k.upper(), v) for k, v in (flac.tags or [])]
-    picture = pick_picture(flac.pictures)
-    return {
-        "audio": audio,
-        "tags": pairs,
-        "embedded_art": hashlib.sha1(picture.data).hexdigest() if picture else None,
-        "length": info.length,
-    }
-
-
-def frames_digest(path: str) -> str:
-    """Digest of a FLAC's audio frames (everything after the metadata blocks)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"fLaC":
-            raise SourceError("not a FLAC file (no fLaC header)")
-        while True:
-            header = fh.read(4)
-            if len(header) < 4:
-                raise SourceError("truncated metadata")
-            length = int.from_bytes(header[1:4], "big")
-            fh.seek(length, io.SEEK_CUR)
-            if header[0] & 0x80:
-                break
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def pick_picture(pictures):
-    if not pictures:
-        return None
-    for pic in pictures:
-        if pic.type == PictureType.COVER_FRONT:
-            return pic
-    return pictures[0]
-
-
-def find_cover_file(names) -> str | None:
-    """The cover image among a folder's file names (cover.jpg, folder.jpg, ...), if any."""
-    lowered = {n.lower(): n for n in names}
-    for base in COVER_NAMES:
-        for ext in COVER_EXTS:
-            if base + ext in lowered:
-                return lowered[base + ext]
-    return None
-
-
 def tag_dict(pairs) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, value in pairs:
         out.setdefault(key.upper(), []).append(value)
     return out
-
-
-# ---------------------------------------------------------------- cover art
-
-class Art:
-    def __init__(self, data: bytes, mime: str, width: int, height: int, depth: int = 24):
-        self.data, self.mime, self.width, self.height, self.depth = data, mime, width, height, depth
-
-    def flac_picture(self) -> Picture:
-        pic = Picture()
-        pic.type = PictureType.COVER_FRONT
-        pic.mime = self.mime
-        pic.desc = "Cover"
-        pic.width, pic.height, pic.depth = self.width, self.height, self.depth
-        pic.data = self.data
-        return pic
-
-
-def load_art(source_path: str, cover_file: str | None, max_size: int, cache_dir: str | None = None) -> Art | None:
-    """The track's cover: its embedded front cover, else the folder's cover file, scaled down.
-
-    With `cache_dir`, the prepared picture is kept by the digest of the original and the size
-    asked for, so the tracks of an album (and a re-tag) decode and scale it once.
-    """
-    data = None
-    try:
-        pic = pick_picture(FLAC(source_path).pictures)
-        if pic is not None:
-            data = pic.data
-    except Exception:
-        data = None
-    if data is None and cover_file:
-        try:
-            with open(cover_file, "rb") as fh:
-                data = fh.read()
-        except OSError:
-            data = None
-    if not data:
-        return None
-    cached = None
-    if cache_dir:
-        cached = os.path.join(cache_dir, f"{hashlib.sha1(data).hexdigest()}-{max_size}")
-        try:
-            with open(cached + ".json", encoding="utf-8") as fh:
-                meta = json.load(fh)
-            with open(cached + ".img", "rb") as fh:
-                return Art(fh.read(), meta["mime"], meta["width"], meta["height"])
-        except (OSError, ValueError, KeyError):
-            pass
-    art = prepare_art(data, max_size)
-    if art is not None and cached:
-        os.makedirs(cache_dir, exist_ok=True)
-        atomic_write(cached + ".img", art.data)
-        write_json(cached + ".json", {"mime": art.mime, "width": art.width, "height": art.height})
-    return art
-
-
-def prepare_art(data: bytes, max_size: int) -> Art | None:
-    """Scale a picture down to `max_size` (longest side; 0 keeps it) as JPEG; keep JPEG/PNG that fit."""
-    from PIL import Image  # imported only when a picture has to be looked at
-
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception:
-        return None
-    fmt = (image.format or "").upper()
-    if max_size and max(image.size) > max_size:
-        image = image.convert("RGB")
-        image.thumbnail((max_size, max_size), Image.LANCZOS)
-        buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=90, optimize=True)
-        return Art(buf.getvalue(), "image/jpeg", image.width, image.height)
-    if fmt not in ("JPEG", "PNG"):
-        buf = io.BytesIO()
-        image.convert("RGB").save(buf, "JPEG", quality=90)
-        return Art(buf.getvalue(), "image/jpeg", image.width, image.height)
-    return Art(data, "image/jpeg" if fmt == "JPEG" else "image/png", image.width, image.height)
 
 
 # ---------------------------------------------------------------- writers
