@@ -48,7 +48,8 @@ class Art:
         return pic
 
 
-def load_art(source_path: str, cover_file: str | None, max_size: int, cache_dir: str | None = None) -> Art | None:
+def load_art(source_path: str, cover_file: str | None, max_size: int, cache_dir: str | None = None,
+             notes: list[str] | None = None) -> Art | None:
     """The track's cover: its embedded front cover, else the folder's cover file, scaled down.
 
     With `cache_dir`, the prepared picture is kept by the digest of the original and the size

@@ -253,7 +253,8 @@ def check_tup(rc: int, events: list[dict], music: str, problem: OSError | None =
 def summarize(report: dict, builds: str) -> None:
     for p, r in report["profiles"].items():
         say(f"{p}: {r['encoded']} encoded, {r['retagged']} retagged, {r['unchanged']} unchanged, "
-            f"{r['removed']} removed, {len(r['failed'])} failed")
+            f"{r['removed']} removed, {len(r['failed'])} failed"
+            + (f", {len(r['notes'])} notes" if r.get("notes") else ""))
     if any(r["failed"] for r in report["profiles"].values()):
         say("failed tracks are listed in " + os.path.join(builds, "report.json"))
 

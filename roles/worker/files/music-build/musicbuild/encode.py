@@ -66,9 +66,10 @@ def disk_full(path: str) -> str | None:
     return None
 
 
-def run_pipeline(src: str, codec: str, settings: dict, out: str) -> None:
+def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str] | None = None) -> None:
     """flac decode | encoder. A source is called bad only when decoding it alone fails; any
-    other failure is a TransientError with the failing program's own words."""
+    other failure is a TransientError with the failing program's own words. What had to be
+    adapted for this source (a setting the codec cannot honour for it) is added to `notes`."""
     if not os.path.exists(src):
         raise TransientError("the source file is gone (moved or deleted during the build)")
     argv = encoder_command(codec, settings, out)
@@ -161,8 +162,10 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
     try:
         os.makedirs(tmpdir, exist_ok=True)
         art = None
+        art_notes: list[str] = []
         if args.art == "y":
-            art = load_art(spec["src"], spec.get("cover"), args.art_max_size, os.path.join(music, "art"))
+            art = load_art(spec["src"], spec.get("cover"), args.art_max_size, os.path.join(music, "art"),
+                           notes=art_notes)
         old_dest = state.get("dest")
         if (state.get("audio_key") == audio_key and old_dest and old_dest != dest
                 and state.get("src", spec["src"]) == spec["src"]
@@ -177,9 +180,11 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
         if reencode and state.get("bad_audio_key") == audio_key:
             # The same audio failed to decode last time: report it again without re-running.
             raise SourceError(state["bad_reason"])
+        audio_notes = state.get("audio_notes", [])
         if reencode:
             journal(music, profile=profile, event="encoder", source=spec["source"])
-            run_pipeline(spec["src"], codec, settings, tmp)
+            audio_notes = []
+            run_pipeline(spec["src"], codec, settings, tmp, audio_notes)
             tags.write_tags(tmp, codec, tag_info["tags"], art)
             publish(tmp, dest)
             event = "encoded"
@@ -190,8 +195,11 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
             event = "retagged"
         else:
             event = "moved" if moved else "unchanged"
-        _write_json(state_path, {"audio_key": audio_key, "tags_key": tags_key, "dest": dest,
-                                 "source": spec["source"], "src": spec["src"]})
+        record = {"audio_key": audio_key, "tags_key": tags_key, "dest": dest,
+                  "source": spec["source"], "src": spec["src"]}
+        if audio_notes:
+            record["audio_notes"] = audio_notes
+        _write_json(state_path, record)
     except Exception as exc:  # one track fails alone; the reason goes to the report
         reason, retry = failure_reason(exc, tmp)
         _discard(tmp)
@@ -203,17 +211,21 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
                 pass
         _fail(music, profile, spec["source"], reason, retry)
         return 1, None
-    if not _journal_made(music, profile, spec["source"], event, dest):
+    notes = audio_notes + art_notes if event in ("encoded", "retagged") else None
+    if not _journal_made(music, profile, spec["source"], event, dest, notes):
         return 1, None
     return 0, f"{event} {time.time():.0f}\n"
 
 
-def _journal_made(music: str, profile: str, source: str, event: str, dest: str) -> bool:
-    """The journal's line for an output made: the build records its outputs from it. When it
+def _journal_made(music: str, profile: str, source: str, event: str, dest: str,
+                  notes: list[str] | None = None) -> bool:
+    """The journal's line for an output made: the build records its outputs from it (and, for
+    an output written, its notes: what had to be adapted, replacing the last ones). When it
     cannot be written (a full disk), the command fails, so that tup runs it again next time
     (then finding the output made) rather than the output going unrecorded."""
+    extra = {} if notes is None else {"notes": notes}
     try:
-        journal(music, profile=profile, event=event, source=source, dest=dest)
+        journal(music, profile=profile, event=event, source=source, dest=dest, **extra)
         return True
     except OSError as exc:
         _fail(music, profile, source, f"made, but not recorded in the journal: {describe(exc)}", True)

@@ -80,6 +80,36 @@ def save_record(music: str, profile: str, record: dict[str, str]) -> None:
     write_json(record_path(music, profile), {"version": 1, "outputs": record}, separators=(",", ":"))
 
 
+def notes_path(music: str, profile: str) -> str:
+    return os.path.join(music, "outputs", f"{profile}.notes.json")
+
+
+def update_notes(music: str, profile: str, events: list[dict], result: ScanResult) -> dict[str, list[str]]:
+    """Each source's notes for a profile (what had to be adapted for it: a downmix, a setting
+    the codec cannot honour, a picture left out), kept between builds: an output written
+    replaces its source's notes, a source gone takes them along."""
+    try:
+        with open(notes_path(music, profile), encoding="utf-8", errors="surrogateescape") as fh:
+            notes = json.load(fh)["notes"]
+    except (OSError, ValueError, KeyError):
+        notes = {}
+    before = json.dumps(notes, sort_keys=True)
+    for e in events:
+        if e.get("event") in MADE_EVENTS and "notes" in e:
+            if e["notes"]:
+                notes[e["source"]] = list(e["notes"])
+            else:
+                notes.pop(e["source"], None)
+    tracks = set(result.tracks)
+    for source in list(notes):
+        if source not in tracks and not result.is_protected(source):
+            del notes[source]
+    if json.dumps(notes, sort_keys=True) != before:
+        os.makedirs(os.path.dirname(notes_path(music, profile)), exist_ok=True)
+        write_json(notes_path(music, profile), {"version": 1, "notes": notes}, separators=(",", ":"))
+    return notes
+
+
 def write_playlists(specs: list[dict], tree: str, expected: set[str], record: dict[str, str]) -> list[dict]:
     """One m3u8 per album, listing the tracks of the album that are in the tree, in order.
     Returns the failures (a playlist that cannot be written keeps its last version)."""
@@ -200,6 +230,7 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
     removed = 0 if plan.withheld else prune(tree, plan, record, problems)
     failed += [_failure(f) for f in problems]
     save_record(music, p, record)
+    notes = update_notes(music, p, mine, result)
     report = {
         "path": display(tree),
         "encoded": encoded,
@@ -210,6 +241,7 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
         "restored": result.restored.get(p, 0),
         "failed": sorted(failed, key=lambda f: f["source"]),
         "foreign": first(foreign_files(tree, record, result.expected[p])),
+        "notes": [{**exact(source), "note": display(text)} for source in sorted(notes) for text in notes[source]],
     }
     if plan.withheld:
         report["withheld"] = {"reason": plan.withheld, **first(plan.remove)}
