@@ -97,3 +97,142 @@ def test_an_index_file_rewritten_within_the_same_second_moves_on_a_second(tmp_pa
     assert int(path.stat().st_mtime) > int(first)
     assert path.stat().st_mtime <= time.time()
     assert not write_if_changed(str(path), "two\n", racy)
+
+
+# --- control characters, playlists' names and lines (issue 14) -------------------------------
+
+LINE_ENDS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines (and players) end a line at
+
+
+@given(st.text(max_size=60))
+def test_an_extinf_label_is_one_line_without_control_characters(text):
+    label = names.m3u_label(text)
+    assert len(label.splitlines()) <= 1
+    assert not any(ch in names.CONTROLS for ch in label)
+
+
+def test_an_extinf_label_keeps_the_words_around_a_newline():
+    assert names.m3u_label("Spring\nAwakening") == "Spring Awakening"
+    assert names.m3u_label("A\r\n\x1b[31mB\u2028C\x85D") == "A [31mB C D"
+    assert names.m3u_label("\n\t") == ""
+
+
+def test_a_path_line_is_a_path_never_a_comment_nor_two_lines():
+    assert names.m3u_path("01 Song.mp3") == "01 Song.mp3"
+    assert names.m3u_path("#1 Hit.mp3") == "./#1 Hit.mp3"  # a line starting with '#' is a comment
+    assert names.m3u_path(" Intro.mp3") == "./ Intro.mp3"
+    assert names.m3u_path("../Other/#2.mp3") == "../Other/#2.mp3"
+    for ch in LINE_ENDS:
+        assert names.m3u_path(f"a{ch}b.mp3") is None
+
+
+@given(relpaths, st.sampled_from([None, "mp3", "opus"]), st.booleans())
+def test_no_output_name_holds_a_control_character(relpath, ext, fat32):
+    dest = names.desired_dest(relpath, ext, fat32)
+    assert not any(ch in names.CONTROLS for ch in dest)
+    assert len(dest.splitlines()) == 1
+
+
+def test_control_characters_in_names_become_underscores_in_every_profile():
+    assert names.desired_dest("A\nB/x\ty.flac", "opus", False) == "A_B/x_y.opus"
+    assert names.desired_dest("A\u2028B/x\x85y.flac", "mp3", True) == "A_B/x_y.mp3"
+    assert names.desired_dest("Ünïcødé/日本語.flac", "opus", False) == "Ünïcødé/日本語.opus"
+
+
+@settings(max_examples=300)
+@given(relpaths)
+def test_fat32_path_is_idempotent(relpath):
+    # A playlist's path is made from its tracks' (already safe) folder.
+    once = names.fat32_path(relpath)
+    assert names.fat32_path(once) == once
+
+
+def _assign(albums, fat32, previous=None, extras=(), ext="mp3"):
+    """Tracks (album folder -> file names), extra files and the albums' playlists through one
+    assignment, as the scanner does. Returns (tracks' and extras' names, playlists' names)."""
+    wanted = {f"{a}/{n}": names.desired_dest(f"{a}/{n}", ext, fat32) for a, ns in albums.items() for n in ns}
+    wanted.update({e: names.desired_dest(e, None, fat32) for e in extras})
+    lists = names.playlist_wanted({a: [f"{a}/{n}" for n in ns] for a, ns in albums.items()}, wanted, fat32)
+    out = names.assign_dests({**wanted, **lists}, previous or {}, fat32, yielding=set(lists))
+    prev = {k: (v, out[k]) for k, v in {**wanted, **lists}.items()}
+    return ({k: out[k] for k in wanted}, {k: out[k] for k in lists}, prev)
+
+
+def test_a_box_sets_discs_merged_into_one_fat_folder_keep_two_playlists():
+    albums = {"Box/CD 1: Spring": ["01 Song.flac", "02 Rain.flac"], "Box/CD 1? Spring": ["01 Song.flac", "02 Rain.flac"]}
+    tracks, lists, _ = _assign(albums, fat32=True)
+    assert lists == {"Box/CD 1: Spring/": "Box/CD 1_ Spring/CD 1_ Spring.m3u8",
+                     "Box/CD 1? Spring/": "Box/CD 1_ Spring/CD 1_ Spring (2).m3u8"}
+    assert tracks["Box/CD 1? Spring/01 Song.flac"] == "Box/CD 1_ Spring/01 Song (2).mp3"
+    assert len({v.casefold() for v in [*tracks.values(), *lists.values()]}) == 6
+
+
+def test_playlists_that_differ_only_in_case_never_share_a_fat_folder():
+    albums = {"Artist/Live": ["01 a.flac"], "artist/live": ["01 b.flac"]}
+    tracks, lists, _ = _assign(albums, fat32=True)
+    assert lists["Artist/Live/"] == "Artist/Live/Live.m3u8"
+    assert lists["artist/live/"] == "Artist/Live/live (2).m3u8"  # the merged folder's spelling, numbered
+    assert tracks == {"Artist/Live/01 a.flac": "Artist/Live/01 a.mp3", "artist/live/01 b.flac": "Artist/Live/01 b.mp3"}
+    # On an ordinary filesystem they are two folders, each with its own playlist.
+    _, lists, _ = _assign(albums, fat32=False)
+    assert lists == {"Artist/Live/": "Artist/Live/Live.m3u8", "artist/live/": "artist/live/live.m3u8"}
+
+
+def test_a_playlist_gives_way_to_a_copied_m3u8_and_then_keeps_its_name():
+    albums = {"A/Album": ["01 x.flac"]}
+    for fat32 in (True, False):
+        tracks, lists, prev = _assign(albums, fat32, extras=["A/Album/Album.m3u8"])
+        assert tracks["A/Album/Album.m3u8"] == "A/Album/Album.m3u8"  # the library's own file
+        assert lists["A/Album/"] == "A/Album/Album (2).m3u8"
+        # A playlist made before the file came keeps its name; the file is numbered.
+        extra = "A/Album/album.M3U8" if fat32 else "A/Album/Album.m3u8"  # FAT32: the same name
+        _, lists, prev = _assign(albums, fat32)
+        tracks, lists, _ = _assign(albums, fat32, previous=prev, extras=[extra])
+        assert lists["A/Album/"] == "A/Album/Album.m3u8"
+        assert tracks[extra] == ("A/Album/album (2).M3U8" if fat32 else "A/Album/Album (2).m3u8")
+
+
+def test_an_albums_playlist_keeps_its_name_when_a_colliding_album_arrives():
+    first = {"Box/CD 1? Spring": ["01 Song.flac"]}
+    _, lists, prev = _assign(first, fat32=True)
+    assert lists == {"Box/CD 1? Spring/": "Box/CD 1_ Spring/CD 1_ Spring.m3u8"}
+    both = {**first, "Box/CD 1: Spring": ["01 Song.flac"]}
+    tracks, lists, _ = _assign(both, fat32=True, previous=prev)
+    assert lists["Box/CD 1? Spring/"] == "Box/CD 1_ Spring/CD 1_ Spring.m3u8"
+    assert lists["Box/CD 1: Spring/"] == "Box/CD 1_ Spring/CD 1_ Spring (2).m3u8"
+    assert tracks["Box/CD 1? Spring/01 Song.flac"] == "Box/CD 1_ Spring/01 Song.mp3"
+
+
+def test_a_playlist_stays_in_its_tracks_folder_at_the_path_limit():
+    folder = "/".join(["D" * 60] * 3) + "/" + "E" * 50  # 233 units
+    albums = {folder: ["a.flac", "b.flac"]}
+    tracks, lists, _ = _assign(albums, fat32=True)
+    assert {t.rsplit("/", 1)[0] for t in tracks.values()} == {folder}
+    playlist = lists[folder + "/"]
+    assert playlist.rsplit("/", 1)[0] == folder and playlist.endswith(".m3u8")
+    assert names.is_fat32_safe(playlist)
+
+
+album_names = st.lists(st.sampled_from(["Live", "live", "LIVE", "CD 1: Spring", "CD 1? Spring", "CD 1* Spring",
+                                        "a\nb", "Ünï", "ünï", "x" * 70]), min_size=1, max_size=6, unique=True)
+
+
+@settings(max_examples=150)
+@given(album_names, st.lists(st.sampled_from(["Box", "box", "Artist"]), min_size=1, max_size=2, unique=True),
+       st.booleans(), st.booleans())
+def test_every_output_and_playlist_gets_its_own_name(albums, tops, fat32, extra):
+    library = {f"{t}/{a}": ["01 x.flac", "02 y.flac"] for t in tops for a in albums}
+    extras = [f"{a}/{a.rsplit('/', 1)[1]}.m3u8" for a in library] if extra else []
+    tracks, lists, prev = _assign(library, fat32, extras=extras)
+    every = [*tracks.values(), *lists.values()]
+    fold = str.casefold if fat32 else str
+    assert len({fold(v) for v in every}) == len(every)
+    for album, playlist in lists.items():
+        album_tracks = [tracks[f"{album}{n}"] for n in ("01 x.flac", "02 y.flac")]
+        assert playlist.rsplit("/", 1)[0] in {t.rsplit("/", 1)[0] for t in album_tracks}
+        assert not any(ch in names.CONTROLS for ch in playlist)
+        if fat32:
+            assert names.is_fat32_safe(playlist), playlist
+    # Nothing changed: every name is kept.
+    again = _assign(library, fat32, previous=prev, extras=extras)
+    assert again[:2] == (tracks, lists)

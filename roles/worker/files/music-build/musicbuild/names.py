@@ -9,8 +9,13 @@ import posixpath
 import re
 import unicodedata
 
-# FAT32 long file names refuse these; control characters too.
-FAT32_FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)} | {"\x7f"}
+# Control characters (C0, DEL, C1) and the line and paragraph separators: a playlist line or a
+# listing cannot hold them (several readers, Python's str.splitlines among them, end a line at
+# \x0b, \x0c, \x1c-\x1e, \x85, U+2028 and U+2029 too), so no output name or #EXTINF label has them.
+CONTROLS = frozenset({chr(c) for c in range(32)} | {chr(c) for c in range(0x7F, 0xA0)} | {"\u2028", "\u2029"})
+# FAT32 long file names refuse these and the C0 controls; the other controls go too (above).
+FAT32_FORBIDDEN = set('<>:"/\\|?*') | CONTROLS
+_CONTROL_RUNS = re.compile("[" + "".join(sorted(CONTROLS)) + "]+")
 DOS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
 # Many car stereos show or accept at most 64 characters of a name; Windows paths stop at 260
 # (drive and root included), so whole relative paths stay within 240.
@@ -126,20 +131,76 @@ def with_suffix_number(relpath: str, number: int, fat32: bool) -> str:
     return posixpath.join(head, stem + suffix + ext)
 
 
+def without_controls(relpath: str) -> str:
+    """`relpath` with each control character (CONTROLS) replaced by '_': the name every profile
+    gives an output, FAT32 or not, so that a playlist's path line can name it."""
+    return "".join("_" if ch in CONTROLS else ch for ch in relpath)
+
+
 def desired_dest(relpath: str, new_ext: str | None, fat32: bool) -> str:
     """Where one source lands in a profile's tree, before collisions are resolved."""
     if new_ext is not None:
         stem, _ = split_ext(relpath)
         relpath = f"{stem}.{new_ext}"
-    return fat32_path(relpath) if fat32 else relpath
+    return fat32_path(relpath) if fat32 else without_controls(relpath)
 
 
-def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], fat32: bool) -> dict[str, str]:
+def playlist_key(album: str) -> str:
+    """The key of an album's playlist among a profile's outputs: the album folder with a
+    trailing '/', which no source file's path has."""
+    return album + "/"
+
+
+def playlist_wanted(albums: dict[str, list[str]], wanted: dict[str, str], fat32: bool) -> dict[str, str]:
+    """Where each album's playlist would go, before collisions are resolved: beside the
+    album's tracks (`wanted`: track -> desired destination), in the folder most of them land
+    in (a long path can be cut differently per track), named after the album folder.
+    `albums` maps an album folder ("" for the top) to its tracks; keys are `playlist_key`s."""
+    out = {}
+    for album, tracks in albums.items():
+        folders = [posixpath.dirname(wanted[t]) for t in tracks if t in wanted]
+        if not folders:
+            continue
+        folder = min(set(folders), key=lambda f: (-folders.count(f), f))
+        name = (posixpath.basename(album) or "playlist") + ".m3u8"
+        if not fat32:
+            out[playlist_key(album)] = without_controls(posixpath.join(folder, name))
+            continue
+        # Within the path limit by a shorter name, not by a cut folder (a folder of its own).
+        stem, ext = split_ext(fat32_component(name))
+        room = FAT32_MAX_PATH - utf16_len(folder) - 1 - utf16_len(ext) if folder else FAT32_MAX_COMPONENT
+        if room >= 1:
+            name = (_cut(stem, room).rstrip(". ") or "_") + ext
+        out[playlist_key(album)] = fat32_path(posixpath.join(folder, name))
+    return out
+
+
+def m3u_label(text: str) -> str:
+    """An #EXTINF title: each run of control characters (a newline in a TITLE would end the
+    line and make the rest of it a path) becomes one space."""
+    return _CONTROL_RUNS.sub(" ", text).strip()
+
+
+def m3u_path(relpath: str) -> str | None:
+    """A playlist's path line for `relpath`, or None when no line can hold it. A line
+    starting with '#' is a comment, and leading spaces are dropped by some players: such a
+    name gets './' in front."""
+    if any(ch in CONTROLS for ch in relpath) or not relpath:
+        return None
+    if relpath.startswith(("#", " ")):
+        return "./" + relpath
+    return relpath
+
+
+def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], fat32: bool,
+                 yielding: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
     """Give every key a distinct destination.
 
     `wanted` maps key -> desired relative destination. `previous` maps key ->
     (desired, assigned) from the last build: a key whose desired name did not change
     keeps what it had, so adding a file never renames another one's output.
+    Among the keys that get a name now, those in `yielding` (the playlists the build
+    writes) give way to the others (the library's own files).
     On FAT32 names compare case-insensitively and folders that differ only in case
     are merged under the first spelling.
     """
@@ -158,7 +219,7 @@ def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], f
             parts[: i + 1] = canon.split("/")
         return "/".join(parts)
 
-    order = sorted(wanted, key=lambda k: (previous.get(k, (None,))[0] != wanted[k], wanted[k], k))
+    order = sorted(wanted, key=lambda k: (previous.get(k, (None,))[0] != wanted[k], k in yielding, wanted[k], k))
     for key in order:
         desired = canonical_folders(wanted[key])
         old = previous.get(key)
