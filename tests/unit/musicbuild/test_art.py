@@ -126,6 +126,12 @@ def test_other_formats_header_from_pillow_without_decoding():
     hdr = art.read_header(_encoded("RGB", "WEBP"))
     assert (hdr.fmt, hdr.mime, hdr.width, hdr.height) == ("WEBP", "image/webp", 123, 77)
     assert art.read_header(GARBAGE) is None and art.read_header(b"") is None
+    # A header too large for Pillow even to open (over twice its own bomb limit): over the bound.
+    bmp = bytearray(_encoded("RGB", "BMP"))
+    bmp[18:26] = struct.pack("<ii", 20000, 10000)
+    assert art.read_header(bytes(bmp)).huge and art.examine(bytes(bmp)) == art.BIG
+    with pytest.raises(art.ArtError, match="^over the 67-megapixel bound for decoding$"):
+        art.prepare_art(bytes(bmp), 0)
 
 
 @given(st.binary(max_size=300))

@@ -63,10 +63,11 @@ class Header:
     height: int
     depth: int = 24
     colors: int = 0
+    huge: bool = False  # too large for Pillow even to say its size
 
     @property
     def pixels(self) -> int:
-        return self.width * self.height
+        return MAX_PIXELS + 1 if self.huge else self.width * self.height
 
 
 def type_name(ptype: int) -> str:
@@ -167,7 +168,7 @@ def read_header(data: bytes) -> Header | None:
             warnings.simplefilter("ignore")  # Pillow's own bomb warning: the bound here is lower
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError:
-        return Header("?", "application/octet-stream", MAX_PIXELS + 1, 1)  # over any bound
+        return Header("?", "application/octet-stream", 0, 0, huge=True)
     except Exception:
         return None
     fmt = (image.format or "").upper()
@@ -179,8 +180,8 @@ def _decode(data: bytes, hdr: Header, target: int | None):
     """The decoded image, within the bound; a JPEG scaled down is decoded at a reduced size
     (`target` the longest side wanted, None to decode only to check it)."""
     if hdr.pixels > MAX_PIXELS:
-        raise ArtError(f"{hdr.width}x{hdr.height} pixels, over the {MAX_PIXELS // 1_000_000}-megapixel "
-                       "bound for decoding")
+        size = "" if hdr.huge else f"{hdr.width}x{hdr.height} pixels, "
+        raise ArtError(f"{size}over the {MAX_PIXELS // 1_000_000}-megapixel bound for decoding")
     from PIL import Image
 
     try:
