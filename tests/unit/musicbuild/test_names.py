@@ -159,7 +159,8 @@ def _assign(albums, fat32, previous=None, extras=(), ext="mp3"):
 
 
 def test_a_box_sets_discs_merged_into_one_fat_folder_keep_two_playlists():
-    albums = {"Box/CD 1: Spring": ["01 Song.flac", "02 Rain.flac"], "Box/CD 1? Spring": ["01 Song.flac", "02 Rain.flac"]}
+    disc = ["01 Song.flac", "02 Rain.flac"]
+    albums = {"Box/CD 1: Spring": disc, "Box/CD 1? Spring": disc}
     tracks, lists, _ = _assign(albums, fat32=True)
     assert lists == {"Box/CD 1: Spring/": "Box/CD 1_ Spring/CD 1_ Spring.m3u8",
                      "Box/CD 1? Spring/": "Box/CD 1_ Spring/CD 1_ Spring (2).m3u8"}
