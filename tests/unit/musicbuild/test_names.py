@@ -237,3 +237,10 @@ def test_every_output_and_playlist_gets_its_own_name(albums, tops, fat32, extra)
     # Nothing changed: every name is kept.
     again = _assign(library, fat32, previous=prev, extras=extras)
     assert again[:2] == (tracks, lists)
+
+
+def test_a_long_extension_cut_at_a_space_leaves_no_trailing_space():
+    # Found by test_assignments_are_distinct_and_safe: the extension is cut to 16 units.
+    assert names.fat32_component("0.000000000\U00010000\U00010000 \U00010000") == "0.000000000\U00010000\U00010000"
+    assert names.fat32_component("a.bcdefghijklmno pq") == "a.bcdefghijklmno"
+    assert names.is_fat32_safe(names.fat32_path("0.000000000\U00010000\U00010000 /0.mp3"))

@@ -75,12 +75,12 @@ def fat32_component(name: str, limit: int = FAT32_MAX_COMPONENT) -> str:
     stem, ext = split_ext(name)
     if stem.split(".")[0].upper() in DOS_DEVICES:
         stem = "_" + stem
-    ext = _cut(ext, 16)
+    ext = _cut(ext, 16).rstrip(". ")  # a cut extension can end in a dot or a space
     if utf16_len(stem + ext) > limit:
         stem = _cut(stem, max(1, limit - utf16_len(ext))).rstrip(". ")
         if not stem:
             stem = "_"
-    return stem + ext
+    return (stem + ext).rstrip(". ") or "_"
 
 
 def fat32_path(relpath: str, max_component: int = FAT32_MAX_COMPONENT, max_path: int = FAT32_MAX_PATH) -> str:
