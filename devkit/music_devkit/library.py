@@ -35,7 +35,8 @@ def make_image(size: int, seed: int, fmt: str = "JPEG") -> bytes:
 
 def synth_flac(path: str, seconds: float, seed: int) -> None:
     a, b = NOTES[seed % len(NOTES)], NOTES[(seed * 3 + 2) % len(NOTES)]
-    subprocess.run(["sox", "-n", "-r", "44100", "-c", "2", "-b", "16", path, "synth", str(seconds),
+    # --no-glob: sox would read '?' and '*' in a file name as wildcards.
+    subprocess.run(["sox", "--no-glob", "-n", "-r", "44100", "-c", "2", "-b", "16", path, "synth", str(seconds),
                     "sine", str(a), "sine", str(b), "gain", "-6"], check=True)
 
 
