@@ -40,8 +40,26 @@ import re
 #                      before the setting existed: at that value the output's audio digest
 #                      stays as it was, so existing outputs are not re-encoded;
 #   },
+#       "limits":      (optional) what the encoder honours of this setting for a given source;
+#                      music-encode adapts the setting (with a note in the report) rather
+#                      than fail the track:
+#                      "per_channel": (lowest, highest) kb/s per output channel: above the
+#                          highest the bitrate is lowered to it; below the lowest, sources of
+#                          more than 2 channels are downmixed to stereo;
+#                      "max_rate": the highest sample rate (Hz) the setting works at: sources
+#                          above it are resampled;
+#                      "probe": the encoder's own limits depend on the source's channels and
+#                          rate: they are asked of the encoder, and the nearest value it takes
+#                          is used;
+#   },
 #   "exclusive":   (optional) groups {setting: label} of which a profile gives at most one;
 #                  a group's defaults apply only when the profile gives none of its settings.
+#   "input":       what the encoder takes on stdin: "channels" (most channels: a source with
+#                  more is downmixed), "bits" (largest integer sample size: larger ones are
+#                  converted), "rate" (highest sample rate, None for any: the encoder
+#                  resamples itself; a source above it is resampled before);
+#   "stream_args": (optional) the encoder's arguments for WAV input of unknown length (a
+#                  streamed source, or a conversion in the pipe), which it must read to its end.
 # }
 #
 # Adding a setting is an entry here and a row in tests/unit/test_codecs.py; then
@@ -56,6 +74,8 @@ CODEC_TABLE = {
         "description": "FLAC, lossless; Vorbis comments and FLAC pictures",
         "command": ("flac", SETTINGS, "--silent", "--force", "-o", OUT, "-"),
         "tags": "flac",
+        "input": {"channels": 8, "bits": 32, "rate": None},
+        "stream_args": ("--ignore-chunk-sizes",),
         "settings": {
             "compression_level": {
                 "type": "int", "range": (0, 8), "default": 8, "args": ("-{}",),
@@ -68,10 +88,15 @@ CODEC_TABLE = {
         "description": "Opus in Ogg; Vorbis comments, ReplayGain as R128 gains",
         "command": ("opusenc", "--quiet", SETTINGS, "-", OUT),
         "tags": "opus",
+        # opusenc reads 8, 16 and 24-bit integers (and floats), and resamples to 48 kHz itself.
+        "input": {"channels": 255, "bits": 24, "rate": None},
         "settings": {
             "bitrate": {
                 "type": "int", "range": (6, 510), "default": 128, "args": ("--bitrate", "{}"),
                 "doc": "kb/s (VBR target)",
+                # opusenc: at most 256 kb/s per channel; surround under 16 kb/s per channel it
+                # downmixes to stereo itself (opus-tools' opusenc.c)
+                "limits": {"per_channel": (16, 256)},
             },
         },
     },
@@ -80,6 +105,9 @@ CODEC_TABLE = {
         "description": "MP3 (LAME, with its gapless header); ID3v2.4 tags",
         "command": ("lame", "--quiet", SETTINGS, "-", OUT),
         "tags": "id3v2.4",
+        # MP3 carries 1 or 2 channels; lame reads 8-32-bit integers and resamples itself (an
+        # MP3 has at most 48 kHz).
+        "input": {"channels": 2, "bits": 32, "rate": None},
         "settings": {
             "bitrate": {
                 "type": "int", "choices": MP3_CBR_BITRATES, "what": "an MP3 bitrate", "default": None,
@@ -97,10 +125,15 @@ CODEC_TABLE = {
         "description": "Ogg Vorbis; Vorbis comments",
         "command": ("oggenc", "--quiet", SETTINGS, "-o", OUT, "-"),
         "tags": "vorbis",
+        # oggenc reads 8, 16 and 24-bit integers (and floats); libvorbis encodes at most 200 kHz.
+        "input": {"channels": 255, "bits": 24, "rate": 200000},
         "settings": {
             "bitrate": {
                 "type": "int", "range": (45, 500), "default": None, "args": ("-b", "{}"),
                 "doc": "kb/s, average bitrate (ABR)",
+                # libvorbis' bitrate mode has no setup above 50 kHz, and takes a range of
+                # bitrates that depends on the channels and the rate (mono 44.1 kHz: 32-240)
+                "limits": {"max_rate": 50000, "probe": True},
             },
             "quality": {
                 "type": "int", "range": (-1, 10), "default": 5, "args": ("-q", "{}"),
@@ -131,9 +164,17 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 # Names that would clash with the build's own entries in a tup tree or builds dir.
 RESERVED_NAMES = frozenset({"index", "report", "tup"})
 
-COMMON_FIELDS = ("codec", "art", "art_max_size", "fat32_names", "playlists", "extra_files")
+COMMON_FIELDS = ("codec", "channels", "art", "art_max_size", "fat32_names", "playlists", "extra_files")
+# `channels`: sources with more channels are downmixed to this many (mono or stereo); absent,
+# every source keeps its channels (up to what the codec carries, its "input" "channels").
+CHANNELS_RANGE = (1, 2)
+# Common fields that change the audio: in the audio digest (a change re-encodes), and only
+# when set, so that a profile without them keeps the digests of its existing outputs.
+AUDIO_FIELDS = ("channels",)
 # For the docs (README.md's profile reference): field -> (values, default).
 COMMON_FIELDS_DOC = {
+    "channels": ("`1` or `2`: sources with more channels are downmixed to mono or stereo (ffmpeg, from the "
+                 "FLAC channel layout); unset: every source keeps its channels, MP3 downmixes to 2", "-"),
     "art": ("embed cover art", "`true`"),
     "art_max_size": ("longest side in pixels (16-8192); larger art is scaled down; 0 = as is", "0"),
     "fat32_names": ("FAT32/car-stereo-safe names", "`false`"),
@@ -243,6 +284,12 @@ def normalize_profile(name: str, profile) -> dict:
 
     out: dict = {"codec": codec}
     out.update(_codec_settings(name, codec, profile))
+    channels = _int_field(name, profile, "channels", *CHANNELS_RANGE)
+    if channels is not None:
+        most = CODEC_TABLE[codec]["input"]["channels"]
+        if channels > most:
+            raise ProfileError(name, "channels", f"{codec} carries at most {most} channels, not {channels}")
+        out["channels"] = channels
     out["art"] = _bool_field(name, profile, "art", True)
     size = profile.get("art_max_size", 0)
     if size in (0, "0"):
@@ -288,15 +335,18 @@ def encoder_command(profile: dict, out: str) -> list[str]:
 def digest_settings(codec: str, settings: dict) -> dict:
     """The codec settings that go into an output's audio digest (a change re-encodes it).
 
-    `settings` maps setting names to values or None. DIGEST_SETTINGS are always there, as
-    every build has recorded them; a setting added later only when the profile has a value
-    for it other than its `encoder_default`.
+    `settings` maps setting names (and AUDIO_FIELDS) to values or None. DIGEST_SETTINGS are
+    always there, as every build has recorded them; a setting added later only when the
+    profile has a value for it other than its `encoder_default`; AUDIO_FIELDS when set.
     """
     out = {field: settings.get(field) for field in DIGEST_SETTINGS}
     for field, spec in CODEC_TABLE[codec]["settings"].items():
         value = settings.get(field)
         if field not in out and value is not None and value != spec.get("encoder_default"):
             out[field] = value
+    for field in AUDIO_FIELDS:
+        if settings.get(field) is not None:
+            out[field] = settings[field]
     return out
 
 
@@ -312,8 +362,11 @@ def render_tup_config(name: str, profile) -> str:
     # (Tupdefault.lua) pass each one named there to music-encode as --<setting> <value>.
     present = [field for field in CODEC_FIELDS[p["codec"]] if p.get(field) is not None]
     lines += [(field.upper(), str(p[field])) for field in present]
+    lines += [("SETTINGS", ",".join(present))]
+    # Common fields that change the audio, only when set: a profile without them renders
+    # (and so builds) as before they existed.
+    lines += [(field.upper(), str(p[field])) for field in AUDIO_FIELDS if p.get(field) is not None]
     lines += [
-        ("SETTINGS", ",".join(present)),
         ("ART", "y" if p["art"] else "n"),
         ("ART_MAX_SIZE", str(p["art_max_size"])),
         ("FAT32_NAMES", "y" if p["fat32_names"] else "n"),

@@ -8,9 +8,10 @@ setting"); the tests below then cover it.
 import pytest
 
 from musicbuild import encode, outputs, tags
+from musicbuild import profile as music_profile
 from musicbuild.profile import (
-    CODEC_TABLE, COMMON_FIELDS, MP3_CBR_BITRATES, OUT, SETTING_NAMES, SETTINGS as SETTINGS_ARGS, TYPES,
-    ProfileError, encoder_command, normalize_profile, parse_tup_config, render_tup_config,
+    AUDIO_FIELDS, CODEC_TABLE, COMMON_FIELDS, MP3_CBR_BITRATES, OUT, SETTING_NAMES, SETTINGS as SETTINGS_ARGS, TYPES,
+    ProfileError, digest_settings, encoder_command, normalize_profile, parse_tup_config, render_tup_config,
 )
 
 # One row per codec setting: codec, setting, allowed values ((lowest, highest) or a tuple of the
@@ -84,7 +85,7 @@ def test_codec_entry(codec):
 def test_settings_are_well_formed():
     track = ["track", "--profile", "p", "--codec", "flac", "--audio", "a", "--tags", "t", "--track", "k", "--receipt", "r"]
     own = {"command", "profile", "codec", "art", "art_max_size", "audio", "tags", "track", "receipt"}
-    assert set(vars(encode.parser().parse_args(track))) == own | set(SETTING_NAMES)
+    assert set(vars(encode.parser().parse_args(track))) == own | set(SETTING_NAMES) | set(AUDIO_FIELDS)
     for codec, entry in CODEC_TABLE.items():
         for setting, spec in entry["settings"].items():
             # profile fields, tup.config's keys and music-encode's options stay distinct
@@ -179,3 +180,62 @@ def test_config_settings_line_must_match():
     # A config rendered before the codec table (no CONFIG_SETTINGS line) still reads.
     old = text.replace("CONFIG_SETTINGS=quality\n", "")
     assert parse_tup_config(old, "p") == parse_tup_config(text, "p")
+
+
+# What each codec's encoder takes on stdin (the codec table's "input"): found with the real
+# encoders (tests/unit/musicbuild/test_audio_plan.py runs them): lame refuses more than 2
+# channels, opusenc and oggenc refuse 32-bit integers, libvorbis refuses more than 200 kHz.
+INPUT = {
+    "flac": {"channels": 8, "bits": 32, "rate": None},
+    "opus": {"channels": 255, "bits": 24, "rate": None},
+    "mp3": {"channels": 2, "bits": 32, "rate": None},
+    "vorbis": {"channels": 255, "bits": 24, "rate": 200000},
+}
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_codec_input_limits(codec):
+    assert CODEC_TABLE[codec]["input"] == INPUT[codec]
+    for spec in CODEC_TABLE[codec]["settings"].values():
+        assert set(spec.get("limits", {})) <= {"per_channel", "max_rate", "probe"}
+    # flac reads a WAV of unknown length to its end only when told; the others always do
+    assert CODEC_TABLE[codec].get("stream_args", ()) == (("--ignore-chunk-sizes",) if codec == "flac" else ())
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_channels_field(codec):
+    """`channels` (a common field that changes the audio): 1 or 2, absent by default; it
+    travels tup.config -> the tup rules -> music-encode, and into the audio digest only when set."""
+    plain = normalize_profile("p", {"codec": codec})
+    assert "channels" not in plain
+    for value in (1, 2, "2"):
+        assert normalize_profile("p", {"codec": codec, "channels": value})["channels"] == int(value)
+    for value, words in ((0, "out of range (1-2)"), (3, "out of range (1-2)"), (6, "out of range (1-2)"),
+                         ("stereo", "expected an integer"), (True, "expected an integer")):
+        with pytest.raises(ProfileError) as err:
+            normalize_profile("p", {"codec": codec, "channels": value})
+        assert err.value.field == "channels" and words in str(err.value)
+
+    text = render_tup_config("p", {"codec": codec})
+    assert "CHANNELS" not in text  # a profile without it renders as before the field existed
+    two = render_tup_config("p", {"codec": codec, "channels": 2})
+    assert two == text.replace("\nCONFIG_ART=", "\nCONFIG_CHANNELS=2\nCONFIG_ART=")
+    assert parse_tup_config(two, "p") == ("p", normalize_profile("p", {"codec": codec, "channels": 2}))
+    parsed = encode.parser().parse_args(["track", "--profile", "p", "--codec", codec, "--channels", "2", "--audio", "a",
+                                         "--tags", "t", "--track", "k", "--receipt", "r"])
+    assert parsed.channels == 2
+    with pytest.raises(SystemExit):
+        encode.parser().parse_args(["track", "--profile", "p", "--codec", codec, "--channels", "3", "--audio", "a",
+                                    "--tags", "t", "--track", "k", "--receipt", "r"])
+    settings = {s: plain.get(s) for s in SETTING_NAMES}
+    assert digest_settings(codec, {**settings, "channels": None}) == digest_settings(codec, settings)
+    assert digest_settings(codec, {**settings, "channels": 2}) == {**digest_settings(codec, settings), "channels": 2}
+
+
+def test_channels_beyond_what_the_codec_carries_are_refused(monkeypatch):
+    """Were `channels` to allow more than stereo, a codec's "input" "channels" bounds it."""
+    monkeypatch.setattr(music_profile, "CHANNELS_RANGE", (1, 8))
+    with pytest.raises(ProfileError) as err:
+        normalize_profile("car", {"codec": "mp3", "channels": 6})
+    assert err.value.field == "channels" and "mp3 carries at most 2 channels, not 6" in str(err.value)
+    assert normalize_profile("phone", {"codec": "opus", "channels": 6})["channels"] == 6

@@ -38,6 +38,9 @@ def test_default_profiles_render(repo_root):
     ({"codec": "opus", "extra_files": "cover.jpg"}, "extra_files", "expected a list"),
     ({"codec": "opus", "extra_files": ["../x"]}, "extra_files", "no '/'"),
     ({"codec": "opus", "extra_files": ["*.flac"]}, "extra_files", "encoded, not copied"),
+    ({"codec": "mp3", "channels": 6}, "channels", "6 is out of range (1-2)"),
+    ({"codec": "flac", "channels": 0}, "channels", "out of range (1-2)"),
+    ({"codec": "opus", "channels": "stereo"}, "channels", "expected an integer"),
 ])
 def test_bad_fields_are_named(profile, field, words):
     with pytest.raises(ProfileError) as err:
@@ -87,7 +90,7 @@ profiles = st.one_of(
     "fat32_names": st.booleans(),
     "playlists": st.booleans(),
     "extra_files": st.lists(st.sampled_from(["cover.jpg", "*.cue", "*.log", "folder.*", "Scans *"]), unique=True),
-}))
+})).flatmap(lambda base: st.one_of(st.just(base), st.integers(1, 2).map(lambda n: {**base, "channels": n})))
 
 
 @given(profiles, st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True).filter(lambda n: n not in ("index", "tup", "report")))

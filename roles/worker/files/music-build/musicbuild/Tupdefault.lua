@@ -16,6 +16,12 @@ local track_args = ' --profile ' .. profile .. ' --codec ' .. tup.getconfig('COD
 for setting in tup.getconfig('SETTINGS'):gmatch('[^,]+') do
   track_args = track_args .. ' --' .. setting:gsub('_', '-') .. ' ' .. tup.getconfig(setting:upper())
 end
+-- Common fields that change the audio (music_profile.AUDIO_FIELDS), passed only when set: a
+-- profile without them keeps the command lines (so the outputs) it had before they existed.
+local channels = tup.getconfig('CHANNELS')
+if channels ~= '' then
+  track_args = track_args .. ' --channels ' .. channels
+end
 track_args = track_args .. ' --art ' .. tup.getconfig('ART') .. ' --art-max-size ' .. tup.getconfig('ART_MAX_SIZE')
 
 local suffix = '.' .. profile .. '.track'

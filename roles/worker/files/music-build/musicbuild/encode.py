@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,11 +18,12 @@ import signal
 import subprocess
 import sys
 import time
+import wave
 
 from . import profile as music_profile
 from . import tags
 from .art import load_art
-from .source import SourceError
+from .source import SourceError, read_streaminfo
 from .fsutil import describe, display, mount_point, oserror_in, write_json
 
 def journal(music_dir: str, **event) -> None:
@@ -66,21 +68,210 @@ def disk_full(path: str) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------ what a source needs for a codec
+
+# Rates a source is resampled to, when it must be: the highest of its family (44.1 or 48 kHz)
+# the encoder takes.
+RATES_441 = (352800, 176400, 88200, 44100, 22050, 11025)
+RATES_48 = (384000, 192000, 96000, 48000, 32000, 24000, 16000, 8000)
+
+
+class AudioPlan:
+    """How one source is given to one codec's encoder: the plain `flac -d | encoder` pipe, or
+    with a converter (ffmpeg) between them that downmixes, resamples or changes the sample
+    size; the encoder's settings as adapted; and the notes saying what was adapted."""
+
+    def __init__(self, codec: str, settings: dict, channels: int, rate: int, bits: int):
+        self.codec, self.settings = codec, dict(settings)
+        self.channels, self.rate, self.bits = channels, rate, bits
+        self.convert = False
+        self.stream_input = False  # the encoder's WAV input has no length (it reads to the end)
+        self.notes: list[str] = []
+
+    def converter(self) -> list[str] | None:
+        """ffmpeg's command line (WAV in, WAV out), or None for the plain pipe."""
+        if not self.convert:
+            return None
+        lossless = self.codec == "flac"
+        pcm = ("pcm_u8" if self.bits <= 8 else "pcm_s16le" if self.bits <= 16 else "pcm_s24le" if self.bits <= 24
+               else "pcm_s32le") if lossless else "pcm_s24le"
+        # The input's channel layout is the WAV's channel mask (FLAC's layout); -ac downmixes
+        # with ffmpeg's matrix for it (every channel but the LFE, levels normalised: no clipping).
+        return ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-f", "wav", "-i", "-",
+                "-ac", str(self.channels), "-ar", str(self.rate), "-c:a", pcm,
+                "-flags", "+bitexact", "-fflags", "+bitexact", "-f", "wav", "-"]
+
+    def encoder(self, out: str) -> list[str]:
+        argv = music_profile.encoder_command({**self.settings, "codec": self.codec}, out)
+        if self.stream_input:
+            argv[1:1] = music_profile.CODEC_TABLE[self.codec].get("stream_args", ())
+        return argv
+
+
+def _channels(n: int) -> str:
+    return f"{n} channel" + ("" if n == 1 else "s")
+
+
+def resample_rate(rate: int, highest: int) -> int:
+    """The rate a source of `rate` Hz is resampled to for an encoder that takes at most
+    `highest`: the highest of the source's family (44.1 or 48 kHz) it takes."""
+    family = RATES_441 if rate % 11025 == 0 else RATES_48
+    return next((r for r in family if r <= highest), family[-1])
+
+
+def plan_audio(codec: str, settings: dict, stream, accepts=None) -> AudioPlan:
+    """What `codec` with `settings` (setting name -> value or None, and `channels`) needs for
+    a source of `stream` (rate, channels, bits, length_known), from the codec table's "input"
+    and settings' "limits": pure, but for the encoder's own limits where the table says they
+    are asked of it (`accepts(codec, setting, value, channels, rate)`, by default
+    encoder_accepts: the encoder itself)."""
+    entry = music_profile.CODEC_TABLE[codec]
+    takes = entry["input"]
+    plan = AudioPlan(codec, {k: v for k, v in settings.items() if k in entry["settings"]},
+                     stream.channels, stream.rate, stream.bits)
+    # channels: the profile's `channels`, else what the codec carries
+    wanted = settings.get("channels")
+    if wanted is not None and stream.channels > wanted:
+        plan.channels = wanted
+        why = f"the profile's channels: {wanted}"
+    elif stream.channels > takes["channels"]:
+        plan.channels = takes["channels"]
+        why = f"{codec} carries at most {takes['channels']}"
+    for name, value in plan.settings.items():
+        limits = entry["settings"][name].get("limits", {})
+        low, high = limits.get("per_channel", (None, None))
+        if value is not None and low is not None and plan.channels > 2 and value < low * plan.channels:
+            plan.channels = 2
+            why = f"{codec} at {value} kb/s has under {low} kb/s per channel, too little for surround"
+    if plan.channels < stream.channels:
+        plan.notes.append(f"downmixed {stream.channels} channels to {plan.channels} ({why})")
+    # sample rate: what the codec takes, and what its settings work at
+    highest, reason = takes["rate"], f"{codec} encodes at most {takes['rate']} Hz"
+    for name, value in plan.settings.items():
+        limit = entry["settings"][name].get("limits", {}).get("max_rate")
+        if value is not None and limit is not None and (highest is None or limit < highest):
+            highest, reason = limit, f"the {codec} {name} setting works up to {limit} Hz"
+    if highest is not None and stream.rate > highest:
+        plan.rate = resample_rate(stream.rate, highest)
+        plan.notes.append(f"resampled {stream.rate} Hz to {plan.rate} Hz ({reason})")
+    if stream.bits > takes["bits"]:
+        plan.bits = takes["bits"]  # lossy encoders: 24 bits are more than they keep
+    plan.convert = (plan.channels, plan.rate, plan.bits) != (stream.channels, stream.rate, stream.bits)
+    plan.stream_input = plan.convert or not stream.length_known
+    # settings the encoder cannot honour for this output
+    for name, value in list(plan.settings.items()):
+        limits = entry["settings"][name].get("limits", {})
+        low, high = limits.get("per_channel", (None, None))
+        if value is not None and high is not None and value > high * plan.channels:
+            plan.settings[name] = high * plan.channels
+            plan.notes.append(f"{name} {value} kb/s is more than {codec} takes for {_channels(plan.channels)} "
+                              f"({high} kb/s per channel): used {plan.settings[name]}")
+        if value is not None and limits.get("probe"):
+            check = accepts or encoder_accepts
+            if not check(codec, name, value, plan.channels, plan.rate):
+                _adapt_probed(plan, name, value, check)
+    return plan
+
+
+def _adapt_probed(plan: AudioPlan, name: str, value: int, check) -> None:
+    """A setting the encoder refuses for this output's channels and rate: the nearest value
+    it takes, else the codec's default mode (its other settings' defaults)."""
+    def ok(v: int) -> bool:
+        return check(plan.codec, name, v, plan.channels, plan.rate)
+
+    span = accepted_span(ok, value)
+    where = f"{_channels(plan.channels)} at {plan.rate} Hz"
+    if span is None:
+        entry = music_profile.CODEC_TABLE[plan.codec]
+        del plan.settings[name]
+        others = {f: spec["default"] for f, spec in entry["settings"].items()
+                  if f != name and spec["default"] is not None and f not in plan.settings}
+        plan.settings.update(others)
+        instead = ", ".join(f"{f} {v}" for f, v in others.items()) or "its defaults"
+        plan.notes.append(f"{plan.codec} {name} {value} is not possible for {where}: used {instead} instead")
+        return
+    lo, hi = span
+    plan.settings[name] = lo if value < lo else hi
+    plan.notes.append(f"{plan.codec} {name} {value} is out of what the encoder takes for {where} "
+                      f"({lo}-{hi}): used {plan.settings[name]}")
+
+
+def accepted_span(ok, value: int, lowest: int = 1, highest: int = 4096) -> tuple[int, int] | None:
+    """The range of values that `ok` accepts, for an `ok` that accepts one range of values
+    (as an encoder's limits are), at least a quarter of its lowest value wide: one value in
+    it is found on a grid of values 25% apart (or `value` itself), its edges by bisection;
+    some sixty calls at most. None when no value from `lowest` to `highest` is accepted."""
+    probe, v = [value], lowest
+    while v <= highest:
+        probe.append(v)
+        v = max(v + 1, v * 5 // 4)
+    inside = next((v for v in probe if lowest <= v <= highest and ok(v)), None)
+    if inside is None:
+        return None
+
+    def edge(good: int, bad: int) -> int:  # the last accepted value from `good` towards `bad`
+        while abs(bad - good) > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if ok(mid) else (good, mid)
+        return good
+
+    return edge(inside, lowest - 1), edge(inside, highest + 1)
+
+
+def _probe_wav(channels: int, rate: int, frames: int = 64) -> bytes:
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(2 * channels * frames))
+    return buf.getvalue()
+
+
+def encoder_accepts(codec: str, name: str, value, channels: int, rate: int) -> bool:
+    """Whether the codec's encoder sets itself up with `name` = `value` for audio of
+    `channels` and `rate` (it is given a few silent samples, its output is thrown away)."""
+    argv = music_profile.encoder_command({"codec": codec, name: value}, os.devnull)
+    try:
+        done = subprocess.run(argv, input=_probe_wav(channels, rate), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
 def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str] | None = None) -> None:
-    """flac decode | encoder. A source is called bad only when decoding it alone fails; any
-    other failure is a TransientError with the failing program's own words. What had to be
-    adapted for this source (a setting the codec cannot honour for it) is added to `notes`."""
+    """flac decode [| ffmpeg] | encoder: the converter only when the source needs one for the
+    codec (plan_audio). A source is called bad only when decoding it alone fails; any other
+    failure is a TransientError with the failing program's own words. What had to be adapted
+    for this source (a downmix, a setting the codec cannot honour for it) is added to `notes`."""
     if not os.path.exists(src):
         raise TransientError("the source file is gone (moved or deleted during the build)")
-    argv = encoder_command(codec, settings, out)
+    try:
+        stream = read_streaminfo(src)
+    except FileNotFoundError:
+        raise TransientError("the source file is gone (moved or deleted during the build)") from None
+    plan = plan_audio(codec, settings, stream)
+    argv = plan.encoder(out)
+    convert = plan.converter()
     decoder = subprocess.Popen(["flac", "--decode", "--stdout", "--silent", "--", src],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    encoder = subprocess.Popen(argv, stdin=decoder.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    decoder.stdout.close()
+    feed, converter = decoder.stdout, None
+    if convert:
+        converter = subprocess.Popen(convert, stdin=feed, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        feed.close()
+        feed = converter.stdout
+    encoder = subprocess.Popen(argv, stdin=feed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    feed.close()
     enc_err = encoder.communicate()[1]
+    conv_err = converter.stderr.read() if converter else b""
+    if converter:
+        converter.wait()
     dec_err = decoder.stderr.read()
     decoder.wait()
-    if decoder.returncode == 0 and encoder.returncode == 0:
+    if decoder.returncode == 0 and encoder.returncode == 0 and (converter is None or converter.returncode == 0):
+        if notes is not None:
+            notes += plan.notes + made_notes(plan, out)
         return
     full = disk_full(out)
     if full:
@@ -96,7 +287,32 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str
                                    + _last_line(alone.stderr or dec_err, "decoder exited with %d" % decoder.returncode))
     if not os.path.exists(src):
         raise TransientError("the source file is gone (moved or deleted during the build)")
+    if converter is not None and converter.returncode != 0:
+        raise TransientError(f"converter ({convert[0]}) {_ended(converter.returncode)}: "
+                             + _last_line(conv_err, "no message"))
     raise TransientError(f"flac decoder {_ended(decoder.returncode)}: " + _last_line(dec_err, "no message"))
+
+
+# Every MP3 bitrate (kb/s): MPEG-1 Layer III, then those only MPEG-2 and 2.5 have.
+MP3_BITRATES = music_profile.MP3_CBR_BITRATES + (8, 16, 24, 144)
+
+
+def made_notes(plan: AudioPlan, out: str) -> list[str]:
+    """What the encoder adapted by itself, read back from its output: an MP3 bitrate that
+    does not exist at the rate lame encodes at (MPEG-2 has at most 160 kb/s, MPEG-2.5 64)."""
+    wanted = plan.settings.get("bitrate")
+    if plan.codec != "mp3" or not wanted:
+        return []
+    from mutagen.mp3 import MP3
+
+    try:
+        info = MP3(out).info
+    except Exception:  # a reader's failure is no reason to fail a track that was made
+        return []
+    used = min(MP3_BITRATES, key=lambda b: abs(b * 1000 - info.bitrate))
+    if used == wanted:
+        return []
+    return [f"bitrate {wanted} kb/s does not exist for MP3 at {info.sample_rate} Hz: lame used {used} kb/s"]
 
 
 def failure_reason(exc: Exception, tmp: str) -> tuple[str, bool]:
@@ -145,7 +361,7 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
     audio = inputs(args.audio)
     tag_info = inputs(args.tags)
     profile, codec = args.profile, args.codec
-    settings = {name: getattr(args, name) for name in music_profile.SETTING_NAMES}
+    settings = {name: getattr(args, name) for name in music_profile.SETTING_NAMES + music_profile.AUDIO_FIELDS}
     music = spec["music"]
     key = os.path.basename(args.track)[: -len(f".{profile}.track")]
     folder = os.path.basename(os.path.dirname(os.path.normpath(os.path.join(args.cwd, args.track))))
@@ -277,6 +493,9 @@ def parser() -> argparse.ArgumentParser:
     # tup rules pass them (CONFIG_SETTINGS).
     for name, kind in music_profile.SETTING_TYPES.items():
         t.add_argument("--" + name.replace("_", "-"), dest=name, type=music_profile.TYPES[kind])
+    # Common fields that change the audio (AUDIO_FIELDS), passed only when the profile sets them.
+    t.add_argument("--channels", type=int, choices=range(music_profile.CHANNELS_RANGE[0],
+                                                         music_profile.CHANNELS_RANGE[1] + 1))
     t.add_argument("--art", choices=["y", "n"], default="y")
     t.add_argument("--art-max-size", type=int, default=0)
     t.add_argument("--audio", required=True)
