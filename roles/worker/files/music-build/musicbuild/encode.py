@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import wave
 
@@ -254,21 +255,26 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str
     plan = plan_audio(codec, settings, stream)
     argv = plan.encoder(out)
     convert = plan.converter()
-    decoder = subprocess.Popen(["flac", "--decode", "--stdout", "--silent", "--", src],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    feed, converter = decoder.stdout, None
-    if convert:
-        converter = subprocess.Popen(convert, stdin=feed, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The upstream programs' messages go to files: a damaged source can make the decoder say
+    # more than a pipe holds, which would stop it while the encoder waits for its audio.
+    with tempfile.TemporaryFile() as dec_log, tempfile.TemporaryFile() as conv_log:
+        decoder = subprocess.Popen(["flac", "--decode", "--stdout", "--silent", "--", src],
+                                   stdout=subprocess.PIPE, stderr=dec_log)
+        feed, converter = decoder.stdout, None
+        if convert:
+            converter = subprocess.Popen(convert, stdin=feed, stdout=subprocess.PIPE, stderr=conv_log)
+            feed.close()
+            feed = converter.stdout
+        encoder = subprocess.Popen(argv, stdin=feed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         feed.close()
-        feed = converter.stdout
-    encoder = subprocess.Popen(argv, stdin=feed, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    feed.close()
-    enc_err = encoder.communicate()[1]
-    conv_err = converter.stderr.read() if converter else b""
-    if converter:
-        converter.wait()
-    dec_err = decoder.stderr.read()
-    decoder.wait()
+        enc_err = encoder.communicate()[1]
+        if converter:
+            converter.wait()
+        decoder.wait()
+        dec_log.seek(0)
+        dec_err = dec_log.read()
+        conv_log.seek(0)
+        conv_err = conv_log.read()
     if decoder.returncode == 0 and encoder.returncode == 0 and (converter is None or converter.returncode == 0):
         if notes is not None:
             notes += plan.notes + made_notes(plan, out)
