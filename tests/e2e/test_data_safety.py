@@ -880,29 +880,38 @@ def test_vanished_sources_keep_outputs(world):
 
 
 def test_encoder_that_refuses_is_retried(world):
-    """lame refuses 6-channel audio that decodes fine: the failure names the encoder and its
-    words, is not cached as a bad source, is tried again next build, and succeeds once the
-    file is one lame takes. The other profiles make it."""
+    """An encoder that refuses audio that decodes fine (the real lame, run with an option it
+    does not have, first on the build's PATH): the failure names the encoder and its words,
+    is not cached as a bad source, is tried again next build, and succeeds once the encoder
+    works. The other profiles make it. The track is a 5.1 one, which MP3 gets downmixed."""
     src, builds = world.sources(), world.builds()
+    build_ok(src, builds)
+    broken = world.base / "broken-encoder"
+    broken.mkdir(mode=0o755)
+    (broken / "lame").write_text(f"#!/bin/sh\nexec {shutil.which('lame')} --no-such-option \"$@\"\n")
+    (broken / "lame").chmod(0o755)
     album_b = album_dirs(src)[1]
     six = album_b / "05 Surround.flac"
     subprocess.run(["sox", "-n", "-r", "44100", "-c", "6", "-b", "16", str(six), "synth", "1", "sine", "440"],
                    check=True)
     for attempt in range(2):
-        run = music_build(src, builds)
+        cmd = command(src, builds)
+        cmd[cmd.index("--") + 1:cmd.index("--") + 1] = ["env", f"PATH={broken}:{os.environ['PATH']}"]
+        run = finish(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         assert run.rc == 0, run
         rep = report(builds)
         car = rep["profiles"]["car"]
         assert [(f["source"], f["retry"]) for f in car["failed"]] == [(str(six.relative_to(src)), True)], car
-        assert car["failed"][0]["reason"].startswith("mp3 encoder (lame) exited with"), car
+        assert car["failed"][0]["reason"] == f"mp3 encoder (lame) exited with 1: {shutil.which('lame')}: " \
+                                            "unrecognized option --no-such-option", car
         assert rep["profiles"]["phone"]["failed"] == rep["profiles"]["flac"]["failed"] == []
         tried = [json.loads(line) for line in (builds / ".music/journal.jsonl").read_text().splitlines()]
         assert any(e["event"] == "encoder" and e["profile"] == "car" and e["source"].endswith("Surround.flac")
                    for e in tried), f"attempt {attempt}: not tried again"
-    six.unlink()
-    synth_flac(str(six), 1, 3)
     rep = build_ok(src, builds)
     assert rep["profiles"]["car"]["failed"] == [] and rep["profiles"]["car"]["encoded"] == 1, rep
+    assert rep["profiles"]["car"]["notes"] == [{"source": str(six.relative_to(src)),
+                                                "note": "downmixed 6 channels to 2 (mp3 carries at most 2)"}], rep
     assert_complete(builds, tracks=TRACKS + 1, check=ONE_MORE)
 
 

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from . import names
 from .fsutil import describe, display, exact, write_json
 from .profile import EXTENSIONS
 from .scan import ScanResult, write_if_changed
@@ -111,15 +112,17 @@ def update_notes(music: str, profile: str, events: list[dict], result: ScanResul
 
 
 def write_playlists(specs: list[dict], tree: str, expected: set[str], record: dict[str, str]) -> list[dict]:
-    """One m3u8 per album, listing the tracks of the album that are in the tree, in order.
+    """One m3u8 per album, listing the tracks of the album that are in the tree, in order,
+    each as one #EXTINF line and one path line (names.m3u_label, names.m3u_path).
     Returns the failures (a playlist that cannot be written keeps its last version)."""
     failures = []
     for spec in specs:
         folder = os.path.dirname(spec["dest"])
         lines = ["#EXTM3U"]
         for path, secs, label in spec["entries"]:
-            if os.path.isfile(os.path.join(folder, path)):
-                lines += [f"#EXTINF:{secs},{label}", path]
+            line = names.m3u_path(path)
+            if line is not None and os.path.isfile(os.path.join(folder, path)):
+                lines += [f"#EXTINF:{secs},{names.m3u_label(label)}", line]
         if len(lines) == 1:
             continue
         rel = os.path.relpath(spec["dest"], tree)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .profile import EXTENSIONS
 
 from . import names, tags
-from .art import find_cover_file
+from . import art
 from .source import SourceError, read_source
 from .fsutil import atomic_write, display, write_json
 
@@ -40,6 +40,8 @@ class ScanResult:
     failed: list[dict] = field(default_factory=list)         # {"source", "reason", "retry"}
     expected: dict[str, set[str]] = field(default_factory=dict)  # profile -> dest relpaths kept
     playlists: dict[str, list[dict]] = field(default_factory=dict)  # profile -> album playlist specs
+    # profile -> album folder + "/" -> the album playlist's relpath (collision-resolved with the tracks)
+    playlist_dests: dict[str, dict[str, str]] = field(default_factory=dict)
     index_changes: int = 0
     seen: set[str] = field(default_factory=set)               # every source path found (any kind)
     # Sources that could not be read this time (folders as "dir/" prefixes): their outputs stay.
@@ -126,12 +128,13 @@ def save_cache(path: str, cache: dict) -> None:
 
 @dataclass
 class Folder:
-    """One source folder: its usable tracks, its other files and the cover file among them.
+    """One source folder: its usable tracks, its other files and the cover files among them
+    (best first, up to the first good one).
     A stale folder could not be read this time: its index stays as the last build left it."""
     rel: str
     good: list[str]
     others: list[str]
-    cover: str | None
+    cover: list[str] | None
     stale: bool = False
 
 
@@ -182,14 +185,13 @@ def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Fo
         track_names = [f for f in files if is_track(f)]
         others = [f for f in files if not is_track(f)]
         result.seen.update(_rel(rel_dir, f) for f in files)
-        cover = find_cover_file(others)
-        cover_sig = None
-        if cover:
-            try:
-                st = os.stat(os.path.join(sources, rel_dir, cover))
-                cover_sig = [st.st_size, st.st_mtime_ns]
-            except OSError:
-                cover = None
+        # The cover files (examined once per change of their size or mtime, as the last scan
+        # recorded them in the folder's tracks) and their status; see art.cover_candidates.
+        old_cover = next((old_sources[_rel(rel_dir, n)].get("cover") for n in track_names
+                          if _rel(rel_dir, n) in old_sources), None)
+        cover_info = art.cover_candidates(os.path.join(sources, rel_dir), art.find_cover_files(others),
+                                          old_cover) if track_names else []
+        cover = [c["name"] for c in cover_info]
         good = []
         for name in track_names:
             rel = _rel(rel_dir, name)
@@ -197,7 +199,7 @@ def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Fo
             if entry is None:
                 continue
             if not kept:
-                entry["cover"] = cover_sig
+                entry["cover"] = cover_info
             new_sources[rel] = entry
             if "error" in entry:
                 result.failed.append({"source": rel, "reason": entry["error"], "retry": False})
@@ -236,7 +238,10 @@ def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -
     try:
         st = os.stat(path)
         sig = [st.st_size, st.st_mtime_ns]
-        if not entry or entry.get("sig") != sig:
+        # A refused file is read again every time (cheap, and a newer program may read what an
+        # older one refused: streamed or ID3-prefixed FLACs); an entry from before
+        # embedded_art listed every picture is read again, once.
+        if not entry or entry.get("sig") != sig or "error" in entry or not isinstance(entry.get("embedded_art"), list):
             try:
                 info = read_source(path)
                 entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
@@ -311,13 +316,24 @@ def assign_destinations(folders: list[Folder], profiles: dict[str, dict], result
     failed_with_output = {f["source"] for f in result.failed}
     dests: dict[str, dict[str, str]] = {}
     old_dests = cache.get("dests", {})
+    old_playlists = cache.get("playlists", {})
+    albums = {f.rel: [_rel(f.rel, name) for name in f.good] for f in folders if f.good}
+    lists: dict[str, dict[str, str]] = {}
     for p, prof in profiles.items():
         prev = {k: tuple(v) for k, v in old_dests.get(p, {}).items()}
         for rel in failed_with_output:
             if rel in prev:
                 wanted[p][rel] = prev[rel][0]
-        dests[p] = names.assign_dests(wanted[p], prev, prof["fat32_names"])
+        # Album playlists share the tracks' and extra files' names (a box set's discs merged
+        # into one FAT32 folder, a copied *.m3u8) and are kept across builds as they are.
+        lists[p] = names.playlist_wanted(albums, wanted[p], prof["fat32_names"]) if prof["playlists"] else {}
+        prev.update((k, tuple(v)) for k, v in old_playlists.get(p, {}).items())
+        assigned = names.assign_dests({**wanted[p], **lists[p]}, prev, prof["fat32_names"], yielding=set(lists[p]))
+        dests[p] = {rel: assigned[rel] for rel in wanted[p]}
+        result.playlist_dests[p] = {key: assigned[key] for key in lists[p]}
     cache["dests"] = {p: {rel: [wanted[p][rel], d] for rel, d in dests[p].items()} for p in profiles}
+    cache["playlists"] = {p: {key: [lists[p][key], d] for key, d in result.playlist_dests[p].items()}
+                          for p in profiles}
     return dests
 
 
@@ -343,16 +359,18 @@ def write_index(index: str, folders: list[Folder], new_sources: dict, dests: dic
             if write_if_changed(os.path.join(dpath, fname), content, racy):
                 result.index_changes += 1
 
-        cover_path = os.path.join(sources, folder.rel, folder.cover) if folder.cover else None
+        cover_paths = [os.path.join(sources, folder.rel, c) for c in folder.cover or []]
+        cover_path = cover_paths[0] if len(cover_paths) == 1 else cover_paths or None
         for name in folder.good:
             rel = _rel(folder.rel, name)
             entry = new_sources[rel]
             key = names.index_key(rel)
             src = os.path.join(sources, rel)
-            art = {"embedded": entry["embedded_art"]} if entry["embedded_art"] else {
-                "file": folder.cover, "sig": entry["cover"]} if folder.cover else None
+            # The candidates for its picture up to the first good one (see art.art_identity):
+            # it changes exactly when the picture an output gets can change, which re-tags it.
+            art_id = art.art_identity(entry["embedded_art"], entry.get("cover"))
             put(f"{key}.audio", _json(entry["audio"]))
-            put(f"{key}.tags", _json({"tags": entry["tags"], "art": art}))
+            put(f"{key}.tags", _json({"tags": entry["tags"], "art": art_id}))
             for p in profiles:
                 dest = os.path.join(builds, p, dests[p][rel])
                 spec = {"source": rel, "src": src, "dest": dest, "cover": cover_path, "music": music_dir}
@@ -404,37 +422,37 @@ def plan_outputs(folders: list[Folder], new_sources: dict, dests: dict[str, dict
     written)."""
     for p, prof in profiles.items():
         result.expected[p] = set(dests[p].values())
-        result.playlists[p] = [playlist_spec(f.rel, f.good, new_sources, dests[p], builds, p, prof)
+        lists = result.playlist_dests.get(p, {})
+        result.playlists[p] = [playlist_spec(f.rel, f.good, new_sources, dests[p], builds, p,
+                                             lists[names.playlist_key(f.rel)])
                                for f in folders if prof["playlists"] and f.good and not f.stale]
 
 
 def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str, str], builds: str,
-                  profile: str, prof: dict) -> dict:
-    """Where the album playlist goes and its entries, in disc and track order."""
+                  profile: str, dest_rel: str) -> dict:
+    """The album playlist at `dest_rel` (its name assigned with the tracks'): its entries,
+    in disc and track order, as paths from its folder to the tracks' assigned names, each
+    with a title of one line."""
     def number(values, default=0):
         try:
             return int(str(values[0]).split("/")[0])
         except (IndexError, ValueError):
             return default
 
+    folder = posixpath.dirname(dest_rel)
     entries = []
     for name in good:
         rel = _rel(rel_dir, name)
         entry = sources[rel]
         t = tags.tag_dict(entry["tags"])
         order = (number(t.get("DISCNUMBER", [])), number(t.get("TRACKNUMBER", [])), name)
-        title = " / ".join(t.get("TITLE", [])) or os.path.splitext(name)[0]
-        artist = " / ".join(t.get("ARTIST", []))
-        entries.append((order, dests[rel], round(entry["length"]), f"{artist} - {title}" if artist else title))
+        title = names.m3u_label(" / ".join(t.get("TITLE", []))) or names.m3u_label(os.path.splitext(name)[0])
+        artist = names.m3u_label(" / ".join(t.get("ARTIST", [])))
+        path = posixpath.relpath("/" + dests[rel], "/" + folder)  # both in the tree: no cwd involved
+        entries.append((order, path, round(entry["length"]), f"{artist} - {title}" if artist else title))
     entries.sort()
-    folder = os.path.dirname(entries[0][1])
-    album_name = os.path.basename(rel_dir) or "playlist"
-    playlist = f"{album_name}.m3u8"
-    if prof["fat32_names"]:
-        playlist = names.fat32_component(playlist)
-    dest_rel = f"{folder}/{playlist}" if folder else playlist
     return {
         "dest": os.path.join(builds, profile, dest_rel),
         "source": _rel(rel_dir, good[0]),  # the album's first track: while it is there, so is the album
-        "entries": [[os.path.relpath(d, folder or "."), secs, label] for _, d, secs, label in entries],
+        "entries": [[path, secs, label] for _, path, secs, label in entries],
     }

@@ -15,7 +15,7 @@ import subprocess
 
 from mutagen.flac import FLAC, FLACNoHeaderError
 
-from .art import pick_picture
+from .art import embedded_pictures
 from .fsutil import oserror_in
 
 
@@ -56,11 +56,11 @@ def read_source(path: str) -> dict:
     if not info.md5_signature:
         audio["md5"] = "sha1:" + frames_digest(path, stream)
     pairs = [(k.upper(), v) for k, v in (flac.tags or [])]
-    picture = pick_picture(flac.pictures)
     return {
         "audio": audio,
         "tags": pairs,
-        "embedded_art": hashlib.sha1(picture.data).hexdigest() if picture else None,
+        # Every embedded picture's digest, type and status, for the track's art identity.
+        "embedded_art": embedded_pictures(flac.pictures),
         "length": samples / info.sample_rate if info.sample_rate else 0.0,
     }
 
