@@ -34,7 +34,9 @@ options:
         the collection's README.md lists them (its profile reference is generated from the table).
       - C(art) (bool, default true), C(art_max_size) (pixels of the longest side, 0 keeps art as
         it is, else 16-8192), C(fat32_names) (bool, default false), C(playlists) (bool, default
-        false), C(extra_files) (list of glob patterns of files copied beside the tracks).
+        false), C(extra_files) (list of glob patterns of files copied beside the tracks),
+        C(channels) (1 or 2, sources with more channels are downmixed; unset keeps each source's
+        channels, MP3 downmixing to 2).
     type: dict
   config:
     description:

@@ -373,7 +373,8 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
     folder = os.path.basename(os.path.dirname(os.path.normpath(os.path.join(args.cwd, args.track))))
     state_path = os.path.join(music, "state", profile, folder, key + ".json")
     audio_key = _digest(audio, codec, music_profile.digest_settings(codec, settings))
-    tags_key = _digest(tag_info, codec, args.art, args.art_max_size)
+    revision = tags.WRITER_REVISIONS.get(music_profile.CODEC_TABLE[codec]["tags"])
+    tags_key = _digest(tag_info, codec, args.art, args.art_max_size, *([revision] if revision else []))
     try:
         state = _read_json(state_path)
     except (OSError, ValueError):

@@ -360,6 +360,13 @@ def write_vorbis(path: str, pairs, art: Art | None) -> None:
     _write_ogg(OggVorbis(path), pairs, art, r128=False)
 
 
+# A tag format's writer revision, where it changed what existing outputs carry: it enters the
+# outputs' tags digest, so an upgrade re-tags them once (never re-encodes). A format without
+# an entry has its first revision and leaves the digest as every build recorded it.
+#   id3v2.4 2: COMM/USLT per description, TRCK/TPOS from the number part, UFID as the id's
+#              bytes, empty values kept, DESCRIPTION and dates ID3 cannot hold in TXXX.
+WRITER_REVISIONS = {"id3v2.4": 2}
+
 # The codec table's tag formats ("tags" of each codec) -> their writer.
 WRITERS = {"id3v2.4": write_id3v24, "flac": write_flac, "opus": write_opus, "vorbis": write_vorbis}
 
