@@ -85,7 +85,11 @@ def test_hosts_are_reached_through_session_manager(fleet, repo_root):
     aws, ids = fleet
     inv = json.loads(_inventory(aws, repo_root, "--list"))
     hv = _plain(inv["_meta"]["hostvars"][ids["worker"]])
-    assert hv["ansible_connection"] == "amazon.aws.aws_ssm"
+    # The group aws gives every EC2 host the connection music_aws_connection names
+    # (group_vars/aws.yml), Session Manager by default; the launched hosts join the same group.
+    assert "aws" in inv and ids["worker"] in inv["aws"]["hosts"]
+    assert hv["ansible_connection"] == "{{ music_aws_connection }}"
+    assert hv["music_aws_connection"] == "amazon.aws.aws_ssm"
     assert hv["ansible_aws_ssm_bucket_name"] == "invtest-ssm-x"
     assert hv["ansible_aws_ssm_region"] == "eu-west-1"
     assert hv["ansible_become"] is True

@@ -225,10 +225,10 @@ def test_launch_templates_require_imdsv2_and_encrypt(provisioned, ec2):
         user_data = base64.b64decode(data["UserData"]).decode()
         if kind == "server":
             assert data["InstanceInitiatedShutdownBehavior"] == "stop"
-            assert "poweroff" not in user_data
+            assert "music-time-limit" not in user_data
         else:
             assert data["InstanceInitiatedShutdownBehavior"] == "terminate"
-            assert "--on-boot=240min" in user_data and "poweroff" in user_data
+            assert "--on-boot=240min" in user_data and "music-time-limit" in user_data
             assert spec_tags["instance"]["TimeLimitMinutes"] == "240"
     assert "InstanceMarketOptions" not in ec2.describe_launch_template_versions(
         LaunchTemplateName=f"{PROJECT}-worker")["LaunchTemplateVersions"][0]["LaunchTemplateData"]
