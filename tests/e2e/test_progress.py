@@ -1,0 +1,96 @@
+"""Long steps run detached and print progress in the play's own output (issue 16, item 2).
+
+The compile playbook runs through a connection that, like amazon.aws.aws_ssm, ends any
+command longer than a per-command limit (connection_plugins/music_limited.py). A first build
+that takes longer than that limit completes, with no command cut off, and prints progress
+lines whose counts grow, per profile, with an estimate of the time left; the play's summary
+is as before. A second run with nothing changed stays changed=0 and watches one round.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+
+import pytest
+
+from compile_helpers import ROOT, report, run_playbook, scratch
+from music_devkit.library import make_library
+
+pytestmark = pytest.mark.slow
+LIMIT = 10  # seconds a command may run: above every other step of compile.yml here
+TRACKS = 36  # 30 s each: a first build of about 20-30 s on 2 cores
+PROGRESS = re.compile(r"\(item=build: (\d+) of (\d+) outputs \(\d+%\): (.*?); (\d+m\d+s) elapsed, (about \S+ left|estimating the time left)\)")
+
+
+def changed_tasks(output: str) -> list[str]:
+    """The names of the tasks that reported changed."""
+    blocks = re.split(r"^TASK \[", output, flags=re.M)[1:]
+    return [block.split("]", 1)[0] for block in blocks if re.search(r"^changed: ", block, re.M)]
+
+
+@pytest.fixture
+def limited(monkeypatch, tmp_path):
+    """The limited connection, and the file it notes every command it cut off in."""
+    log = tmp_path / "cut-off.log"
+    monkeypatch.setenv("ANSIBLE_CONNECTION_PLUGINS", str(ROOT / "tests/e2e/connection_plugins"))
+    monkeypatch.setenv("MUSIC_LIMITED_LOG", str(log))
+    return ["-e", "ansible_connection=music_limited", "-e", f"music_limited_seconds={LIMIT}"], log
+
+
+def test_the_limited_connection_cuts_off_a_long_command(limited):
+    """The stand-in is strict: a plain command longer than the limit fails the host."""
+    args, log = limited
+    env_args = [a.replace(f"={LIMIT}", "=2") for a in args]
+    out = subprocess.run([str(ROOT / ".venv/bin/ansible"), "localhost", "-i", str(ROOT / "inventory/local.yml"),
+                          *env_args, "-m", "ansible.builtin.command", "-a", "sleep 4"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "per-command limit of 2 s" in out.stdout
+    assert "exceeded" in log.read_text()
+
+
+def test_a_build_longer_than_the_connection_limit_prints_progress(limited, world_readable_tmp):
+    args, log = limited
+    base = scratch(world_readable_tmp, "progress")
+    src, builds = base / "src", base / "builds"
+    make_library(str(src), albums=3, tracks=TRACKS // 3, seconds=30)
+    vars_ = ["-e", f"music_sources_dir={src}", "-e", f"music_builds_dir={builds}", "-e", "worker_progress_interval=2"]
+
+    first = run_playbook("compile.yml", *args, *vars_)
+    out = first.stdout
+    assert first.returncode == 0, out[-3000:]
+    assert not log.exists(), log.read_text()  # no command was cut off (nor retried)
+    built = report(builds)
+    took = dt.datetime.fromisoformat(built["finished"]) - dt.datetime.fromisoformat(built["started"])
+    assert took.total_seconds() > LIMIT, f"the build took {took}: too short to prove anything"
+
+    lines = PROGRESS.findall(out)
+    assert len(lines) >= 2, out[-3000:]
+    done = [int(d) for d, *_ in lines]
+    assert done == sorted(done) and done[-1] > done[0], lines
+    assert len({total for _, total, *_ in lines}) == 1, lines  # tup's own total, from the first line on
+    assert any(eta.startswith("about") for *_, eta in lines), lines
+    # Each profile's count of its own total: a first build plans every track of every profile,
+    # and the flac profile copies the albums' cover.jpg files too.
+    per_profile = {p: int(t) for p, _, t in re.findall(r"(\w+) (\d+)/(\d+)", lines[-1][2])}
+    copies = sum(1 for _ in src.rglob("cover.jpg"))
+    assert per_profile == {"car": TRACKS, "flac": TRACKS + copies, "phone": TRACKS}, lines[-1]
+    assert sum(per_profile.values()) == int(lines[-1][1])
+    assert "item=build: finished (exit 0)" in out
+    for profile in ("car", "flac", "phone"):  # the summary, as before
+        assert f"'{profile}: {TRACKS} encoded, 0 retagged, 0 unchanged, 0 removed, 0 failed" in out
+
+    program = os.readlink("/usr/local/lib/music-build/current")
+    second = run_playbook("compile.yml", *args, *vars_)
+    assert second.returncode == 0, second.stdout[-3000:]
+    changed = changed_tasks(second.stdout)
+    if os.readlink("/usr/local/lib/music-build/current") != program:
+        # This checkout is shared: the program's files changed between the runs, so it was
+        # installed again (and only that).
+        changed = [t for t in changed if "build program" not in t]
+    assert changed == [], changed
+    rounds = re.findall(r"^ok: \[localhost\] => \(item=(build: .*)\)$", second.stdout, re.M)
+    assert rounds == ["build: finished (exit 0)"], rounds
+    assert not log.exists()
