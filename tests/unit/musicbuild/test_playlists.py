@@ -102,3 +102,20 @@ def test_the_m3u8_written_has_one_line_per_title_and_paths_that_resolve(tmp_path
             assert source.startswith(key)
         assert record[rel].startswith(key)
     assert (tree / "Artist/Live/Live.m3u8").read_text().split("\n")[2] == "./#1 Hit.mp3"
+
+
+def test_track_order_reads_numbers_as_trck_does_and_labels_skip_empty_values():
+    # (review of issue 14: "03 of 12" sorted as 0; an empty ARTIST made "Tagger / - x")
+    tracks = {  # file -> tags
+        "a.flac": [["TRACKNUMBER", "10 of 12"], ["ARTIST", "Tagger"], ["ARTIST", ""], ["TITLE", ""], ["TITLE", "x"]],
+        "b.flac": [["TRACKNUMBER", "3 of 12"], ["ARTIST", ""], ["TITLE", "\n"], ["TITLE", "y"]],
+        "c.flac": [["TRACKNUMBER", "２"], ["ARTIST", ""], ["TITLE", ""]],
+        "d.flac": [["TRACKNUMBER", " 1/"], ["DISCNUMBER", "1 of 2"], ["TITLE", "z"]],
+        "e.flac": [["TRACKNUMBER", "1"], ["DISCNUMBER", "2 of 2"], ["TITLE", "w"]],
+    }
+    sources = {f"Al/{n}": {"tags": t, "length": 1} for n, t in tracks.items()}
+    dests = {f"Al/{n}": f"Al/{n[:-5]}.mp3" for n in tracks}
+    spec = scan.playlist_spec("Al", sorted(tracks), sources, dests, "/b", "car", "Al/Al.m3u8")
+    assert [(path, label) for path, _, label in spec["entries"]] == [
+        ("c.mp3", "c"), ("b.mp3", "y"), ("a.mp3", "Tagger - x"),  # disc 0: no DISCNUMBER
+        ("d.mp3", "z"), ("e.mp3", "w")]

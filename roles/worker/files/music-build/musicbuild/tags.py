@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import copy
 import re
+import unicodedata
 
 from mutagen.flac import FLAC
 from mutagen.id3 import APIC, COMM, ID3, TXXX, UFID, USLT, Frames, ID3NoHeaderError, PictureType, TextFrame
@@ -57,7 +58,11 @@ COMMENT_KEY = "COMMENT"
 LYRICS_KEYS = ("LYRICS", "UNSYNCEDLYRICS")
 ID3_LANG = "eng"
 
-_NUMBER = re.compile(r"\s*(\d+)\s*(?:/\s*(\d*)\s*)?")
+# A track or disc number: digits (any script's decimal digits), optionally a total after "/"
+# or "of" ("7/12", "03 of 12"), white space around each part.
+_NUMBER = re.compile(r"\s*(\d+)\s*(?:(?:/|(?i:of))\s*(\d*)\s*)?")
+# ID3v2.4 separates the values of a text frame with NUL; a value's own NUL becomes this.
+ID3_NUL_STANDIN = "/"
 _DATE = re.compile(r"\s*(\d{4})(?:[-/.](\d{1,2})(?:[-/.](\d{1,2})"
                    r"(?:[T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?)?)?)?\s*")
 _DATE_LIMITS = (None, (1, 12), (1, 31), (0, 23), (0, 59), (0, 59))
@@ -100,46 +105,70 @@ def _vorbis_comments(pairs, r128: bool):
     return out
 
 
+def ascii_digits(digits: str) -> str:
+    """Decimal digits of any script ("３", "٣") as ASCII ones, digit by digit: leading zeros
+    stay ("07", "０７" are "07")."""
+    return "".join(str(unicodedata.decimal(ch)) for ch in digits)
+
+
+def parse_number(value: str) -> tuple[str, str | None] | None:
+    """A TRACKNUMBER or DISCNUMBER value as (number, total) in ASCII digits, total None when
+    the value states none, or None when the value is no number. The one reading of a number
+    that TRCK/TPOS (number_frame) and the playlists' track order (scan.playlist_spec) share.
+
+    "7" is ("7", None); "07" ("07", None: leading zeros kept); " 3 " ("3", None); "7/12" and
+    "03 of 12" ("7", "12") and ("03", "12"); "1/" and "1 of" ("1", None: a total left out);
+    "７" ("7", None); "7/0" ("7", "0"). No number: "/12" (a total without its number), "A1",
+    "7a", "-1", "1.5", "".
+    """
+    match = _NUMBER.fullmatch(value)
+    if match is None:
+        return None
+    number, total = match.groups()
+    return ascii_digits(number), (ascii_digits(total) if total else None)
+
+
 def number_frame(number_key: str, numbers: list[str], totals: list[tuple[str, list[str]]]
                  ) -> tuple[str | None, dict[str, list[str]]]:
     """The TRCK text from the values of TRACKNUMBER (`number_key`) and of its totals,
     [(TRACKTOTAL, values), (TOTALTRACKS, values)] (TPOS from DISCNUMBER likewise), and the
     values that text does not say, by key, which id3_frames keeps verbatim as TXXX frames.
 
-    - The number is the first value when it is a whole number, alone or with a total after
-      a slash: "7", "07" (kept as written), "7/12". Anything else ("A1", "7a", "3 of 12", "")
-      is no number, and there is no frame: ID3 makes TRCK and TPOS numeric strings.
-    - The total is the number's own when it has one ("7/12" keeps 12, whatever TRACKTOTAL
-      says), else the first total value that is a whole number, or a whole number then a
-      slash ("3" of a mistaken "3/3"). A total of 0, how some taggers say "unknown", is none.
+    - The number is the first value read by parse_number: a whole number (in any script's
+      decimal digits, written in ASCII ones; leading zeros kept as written), alone or with a
+      total after a slash or "of", white space around each part ignored: "7", "07", " 3 ",
+      "７", "7/12", "03 of 12", "1/" (no total stated). Anything else ("A1", "7a", "/12" (a
+      total without its number), "-1", "") is no number, and there is no frame: ID3 makes
+      TRCK and TPOS numeric strings.
+    - The total is the number's own when it has one ("7/12" and "7 of 12" keep 12, whatever
+      TRACKTOTAL says), else the first total value that is a whole number, or a number with a
+      total ("3" of a mistaken "3/3"). A total of 0, how some taggers say "unknown", is none.
     - The text is "number/total", or the number alone when there is no total: TRACKNUMBER
-      07 with TOTALTRACKS 3/3 is "07/3", never "07/3/3".
-    - A value the text does not say exactly (up to white space) goes back by its key: a
-      second value, a number with a total of 0, a total that disagrees with the number's own
-      or is junk ("3/3", "12 tracks", "?", ""). So nothing is lost.
+      07 with TOTALTRACKS 3/3 is "07/3", never "07/3/3"; "03 of 12" is "03/12".
+    - A value the text does not say goes back by its key: a second value, a number whose own
+      total is 0, a total that disagrees with the number's own or is junk ("3/3", "12
+      tracks", "?", ""). So nothing is lost. A number the text says in other characters
+      ("7 of 12", "７", "1/") is said, and not kept again.
     """
-    def squash(value: str) -> str:
-        return re.sub(r"\s+", "", value)
-
     def positive(text: str | None) -> str | None:
         return text if text and int(text) > 0 else None
 
-    parsed = _NUMBER.fullmatch(numbers[0]) if numbers else None
+    parsed = parse_number(numbers[0]) if numbers else None
     if parsed is None:
         leftovers = {key: list(values) for key, values in totals if values}
         return None, ({number_key: list(numbers)} if numbers else {}) | leftovers
-    number = parsed.group(1)
-    total = positive(parsed.group(2))
+    number, own_total = parsed
+    total = positive(own_total)
     if total is None:
-        found = (_NUMBER.fullmatch(v) for _key, values in totals for v in values)
-        total = next((m.group(1) for m in found if m and positive(m.group(1))), None)
+        found = (parse_number(v) for _key, values in totals for v in values)
+        total = next((p[0] for p in found if p and positive(p[0])), None)
     text = f"{number}/{total}" if total else number
     leftovers: dict[str, list[str]] = {}
-    kept = [v for i, v in enumerate(numbers) if i > 0 or squash(v) not in (number, text)]
+    kept = [v for i, v in enumerate(numbers) if i > 0 or own_total not in (None, total)]
     if kept:
         leftovers[number_key] = kept
     for key, values in totals:
-        kept = [v for v in values if squash(v) != total]
+        kept = [v for v in values if parse_number(v) != (total, None)]
         if kept:
             leftovers[key] = kept
     return text, leftovers
@@ -232,11 +261,15 @@ def id3_frames(pairs) -> list:
     - Anything else: TXXX, described as Picard does for MusicBrainz and AcoustID keys
       (ID3_TXXX), else by its key.
     Empty values are kept; write_id3v24 writes the frames that mutagen would leave out.
+    A NUL inside a value becomes ID3_NUL_STANDIN ("/"): ID3v2.4 separates a text frame's
+    values with NUL, so a NUL kept would make one value two ("nul\\x00here" is "nul/here").
+    "/" rather than a space because a NUL in a value is most often one tool's separator of
+    two values (an ID3v2.4 frame copied as it is), which "/" still shows.
 
     What ID3 changes on its own: a GENRE that is a number ("13", "(13)") is an ID3v1 genre
     reference in TCON, and readers (mutagen, ffmpeg) show it by name ("Pop").
     """
-    tags = tag_dict(pairs)
+    tags = tag_dict((key, value.replace("\x00", ID3_NUL_STANDIN)) for key, value in pairs)
     frames = []
     text: dict[str, list[str]] = {}
     txxx: dict[str, list[str]] = {}
