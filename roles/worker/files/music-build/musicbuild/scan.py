@@ -432,12 +432,13 @@ def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str,
                   profile: str, dest_rel: str) -> dict:
     """The album playlist at `dest_rel` (its name assigned with the tracks'): its entries,
     in disc and track order, as paths from its folder to the tracks' assigned names, each
-    with a title of one line."""
-    def number(values, default=0):
-        try:
-            return int(str(values[0]).split("/")[0])
-        except (IndexError, ValueError):
-            return default
+    with a title of one line (the non-empty values of TITLE, and of ARTIST, joined)."""
+    def number(values, default=0):  # read as TRCK/TPOS read it: "03 of 12" is 3
+        parsed = tags.parse_number(values[0]) if values else None
+        return int(parsed[0]) if parsed else default
+
+    def label(values) -> str:
+        return " / ".join(filter(None, map(names.m3u_label, values)))
 
     folder = posixpath.dirname(dest_rel)
     entries = []
@@ -446,8 +447,8 @@ def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str,
         entry = sources[rel]
         t = tags.tag_dict(entry["tags"])
         order = (number(t.get("DISCNUMBER", [])), number(t.get("TRACKNUMBER", [])), name)
-        title = names.m3u_label(" / ".join(t.get("TITLE", []))) or names.m3u_label(os.path.splitext(name)[0])
-        artist = names.m3u_label(" / ".join(t.get("ARTIST", [])))
+        title = label(t.get("TITLE", [])) or names.m3u_label(os.path.splitext(name)[0])
+        artist = label(t.get("ARTIST", []))
         path = posixpath.relpath("/" + dests[rel], "/" + folder)  # both in the tree: no cwd involved
         entries.append((order, path, round(entry["length"]), f"{artist} - {title}" if artist else title))
     entries.sort()
