@@ -4,13 +4,15 @@ the README documents) into Opus (art_max_size 500), MP3 (art_max_size 500) and F
 attached picture stream: its bytes, its size and its type as ffmpeg names it).
 
 The library, generated here (sox, mutagen, Pillow; nothing downloaded), four one-second tracks:
-- "Front": its front cover embedded: that one;
+- "Front": its front cover embedded (described "Front"): that one, as it is, with its
+  description;
 - "Back Only": a scanned back cover embedded, nothing else: written as a back cover;
-- "Corrupt Front": an embedded "front cover" that is not a picture, an embedded back cover
-  and cover.jpg beside it: cover.jpg, as the front cover, and a note in every profile;
+- "Corrupt Front": two embedded "front covers", one not a picture and one a JPEG cut after its
+  header (so its size can be read, its pixels cannot), an embedded back cover and cover.jpg
+  beside it: cover.jpg, as the front cover, and two notes, in every profile alike;
 - "Bomb": a 13000x13000 PNG (169 megapixels in 0.7 MB) as the embedded front cover and
-  cover.png beside it: with a size limit the bomb is refused with a note and cover.png used;
-  with art_max_size 0 the bomb is embedded as it is, byte for byte, never decoded.
+  cover.png beside it: the bomb is refused from its header with a note and cover.png used, in
+  every profile (with art_max_size 0 too: cover.png as it is).
 Then cover.jpg is added beside "Back Only" and "Front" and, later, a front cover embedded into
 the "Back Only" track: each time that track's outputs are re-tagged (not re-encoded) to the new
 picture, and the other tracks (the "Front" one too, whose picture stays its own) are left as
@@ -101,6 +103,21 @@ def with_mutagen(path: Path) -> list[tuple[int, str]]:
     return [(int(f.type), sha(f.data), None, None) for f in ID3(path).getall("APIC")]
 
 
+def descriptions(path: Path) -> tuple[list[str], list[str]]:
+    """The pictures' descriptions, by mutagen and by ffprobe (the attached picture's title)."""
+    if path.suffix == ".flac":
+        by_mutagen = [p.desc for p in FLAC(path).pictures]
+    elif path.suffix == ".opus":
+        by_mutagen = [Picture(base64.b64decode(v)).desc for v in OggOpus(path).get("metadata_block_picture", [])]
+    else:
+        by_mutagen = [f.desc for f in ID3(path).getall("APIC")]
+    probe = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams", str(path)],
+                           capture_output=True, text=True, check=True)
+    by_ffprobe = [s.get("tags", {}).get("title", "") for s in json.loads(probe.stdout)["streams"]
+                  if s["codec_type"] == "video"]
+    return by_mutagen, by_ffprobe
+
+
 def with_ffmpeg(path: Path) -> list[tuple[int | str, str, int, int]]:
     probe = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_streams", str(path)],
                            capture_output=True, text=True, check=True)
@@ -173,7 +190,7 @@ def test_each_track_gets_the_right_picture_with_its_true_type(world):
     track(src / "Back Only", "01 Back.flac", 1, picture(back, BACK, "image/png", "Back"))
     track(src / "Corrupt Front", "01 Corrupt.flac", 2, picture(b"<html>not a picture</html>" * 40, FRONT,
                                                                "image/jpeg", "Front"),
-          picture(back, BACK, "image/png", "Back"))
+          picture(make_image(600, 7)[:300], FRONT, "image/jpeg", "Cut"), picture(back, BACK, "image/png", "Back"))
     (src / "Corrupt Front" / "cover.jpg").write_bytes(cover_jpg)
     track(src / "Bomb", "01 Bomb.flac", 3, picture(bomb, FRONT, "image/png", "Front"))
     (src / "Bomb" / "Cover.PNG").write_bytes(cover_png)
@@ -191,16 +208,18 @@ def test_each_track_gets_the_right_picture_with_its_true_type(world):
         assert_pictures(builds, p, "Corrupt Front/01 Corrupt.flac", FRONT, cover_jpg, 320)
         left_out = notes(rep, p)
         assert left_out.pop("Corrupt Front/01 Corrupt.flac") == [
-            "cover art: left out the embedded front cover: not a picture in a format that can be read; "
+            "cover art: left out the embedded front cover: not a picture in a format that can be read",
+            "cover art: left out the embedded front cover: cannot be decoded (Truncated File Read); "
             "used cover.jpg instead"], p
-        if p == "flac":  # art_max_size 0: embedded as it is, never decoded
-            assert_pictures(builds, p, "Bomb/01 Bomb.flac", FRONT, bomb, BOMB_SIDE)
-        else:
-            assert_pictures(builds, p, "Bomb/01 Bomb.flac", FRONT, cover_png, 240)
-            assert left_out.pop("Bomb/01 Bomb.flac") == [
-                "cover art: left out the embedded front cover: 13000x13000 pixels, over the 67-megapixel bound "
-                "for decoding; used Cover.PNG instead"], p
+        # With art_max_size 0 too (the flac profile): refused from its header, never decoded.
+        assert_pictures(builds, p, "Bomb/01 Bomb.flac", FRONT, cover_png, 240)
+        assert left_out.pop("Bomb/01 Bomb.flac") == [
+            "cover art: left out the embedded front cover: 13000x13000 pixels, over the 67-megapixel bound "
+            "for decoding; used Cover.PNG instead"], p
         assert left_out == {}, p
+        # An embedded picture kept as it is keeps its description; a cover file is "Cover".
+        assert descriptions(builds / p / f"Front/01 Front{EXT[p]}") == (["Front"], ["Front"]), p
+        assert descriptions(builds / p / f"Corrupt Front/01 Corrupt{EXT[p]}") == (["Cover"], ["Cover"]), p
     assert encoder_runs(builds) == 12
 
     # cover.jpg added beside the back cover's track: that track is re-tagged, as front cover;

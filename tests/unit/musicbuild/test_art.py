@@ -1,5 +1,6 @@
 """Cover art on its own (art.py): which picture a track gets, with its true type; corrupt
-pictures falling through with a note; the pixel bound; art_max_size 0 without decoding; the
+pictures falling through with a note, the same at every art_max_size; the pixel bound, checked
+from the header without Pillow; art_max_size 0 embedding the checked picture's own bytes; the
 prepared-art cache; and the art identity the scan puts in the index (it changes exactly when
 the picture an output gets can change).
 
@@ -86,6 +87,8 @@ PNG_COVER = make_image(160, 3, "PNG")
 JPEG_COVER = make_image(220, 4)
 GARBAGE = b"this is not a picture, whatever its mime type says\n" * 20
 TRUNCATED_JPEG = make_image(600, 5)[:9000]
+HEAD_ONLY_JPEG = make_image(600, 8)[:300]  # its header (600x600) and nothing of its pixels
+TRUNCATED_PNG = make_image(600, 9, "PNG")[:-30]
 
 
 def sha(data: bytes) -> str:
@@ -179,14 +182,15 @@ def test_front_cover_then_cover_file_then_back_cover_with_true_types(tmp_path, b
     chosen = art.load_art(str(both), str(cover), 0)
     assert (sha(chosen.data), chosen.type, chosen.mime) == (sha(JPEG_FRONT), FRONT, "image/jpeg")
     # The issue's album: a scanned back cover embedded, cover.png beside it: cover.png, as front.
-    back_only = flac_with(tmp_path / "a", "2.flac", base_flac, picture(JPEG_BACK, BACK, "image/png", "Back"))
+    back_only = flac_with(tmp_path / "a", "2.flac", base_flac, picture(JPEG_BACK, BACK, "image/png", "Scan"))
     chosen = art.load_art(str(back_only), str(cover), 0)
     assert (sha(chosen.data), chosen.type, chosen.mime, chosen.desc) == (sha(PNG_COVER), FRONT, "image/png", "Cover")
-    # Nothing else: the back cover, written as a back cover (FLAC and Ogg use flac_picture()).
+    # Nothing else: the back cover, written as a back cover (FLAC and Ogg use flac_picture()),
+    # with its own description (embedded as it is).
     notes: list[str] = []
     chosen = art.load_art(str(back_only), None, 0, notes=notes)
     pic = chosen.flac_picture()
-    assert (sha(pic.data), pic.type, pic.mime, pic.desc) == (sha(JPEG_BACK), BACK, "image/jpeg", "Back cover")
+    assert (sha(pic.data), pic.type, pic.mime, pic.desc) == (sha(JPEG_BACK), BACK, "image/jpeg", "Scan")
     assert (pic.width, pic.height, pic.depth) == (180, 180, 24) and notes == []
     assert art.load_art(str(flac_with(tmp_path / "b", "3.flac", base_flac)), None, 0) is None
 
@@ -217,23 +221,84 @@ def test_a_corrupt_front_cover_falls_through_to_the_cover_file_with_a_note(tmp_p
                      "cover art: left out gone.jpg: cannot be read (No such file or directory); no picture embedded"]
 
 
-def test_art_max_size_zero_embeds_a_truncated_bomb_byte_identical_without_decoding(tmp_path, base_flac,
-                                                                                   monkeypatch):
-    data = png_bomb(truncated=True)
+@pytest.mark.parametrize("truncated", [False, True])
+def test_a_bomb_is_refused_from_its_header_at_every_size_without_pillow(tmp_path, base_flac, monkeypatch, bomb,
+                                                                        truncated):
+    data = png_bomb(truncated=True) if truncated else bomb
     path = flac_with(tmp_path, "1.flac", base_flac, picture(data, FRONT, "image/jpeg"))
     monkeypatch.setattr(Image, "open", _refuse)
     monkeypatch.setattr(Image.Image, "load", _refuse)
-    notes: list[str] = []
-    chosen = art.load_art(str(path), None, 0, str(tmp_path / "cache"), notes)
-    assert chosen.data == data and notes == []
-    pic = chosen.flac_picture()
-    # Size, depth and mime from the header (the tagger's mime was wrong).
-    assert (pic.type, pic.mime, pic.width, pic.height, pic.depth) == (FRONT, "image/png", BOMB_SIDE, BOMB_SIDE, 8)
-    # With a size limit it would have to be decoded: refused, with a note, by its header alone.
-    notes = []
-    assert art.load_art(str(path), None, 500, str(tmp_path / "cache"), notes) is None
-    assert notes == ["cover art: left out the embedded front cover: 13000x13000 pixels, over the 67-megapixel "
-                     "bound for decoding; no picture embedded"]
+    for size in (0, 500):
+        notes: list[str] = []
+        assert art.load_art(str(path), None, size, str(tmp_path / "cache"), notes) is None
+        assert notes == ["cover art: left out the embedded front cover: 13000x13000 pixels, over the 67-megapixel "
+                         "bound for decoding; no picture embedded"], size
+    assert art.examine(data) == art.BIG
+
+
+@pytest.mark.parametrize("bad, why", [
+    (TRUNCATED_JPEG, "cannot be decoded (image file is truncated"),
+    (HEAD_ONLY_JPEG, "cannot be decoded (Truncated File Read)"),
+    (TRUNCATED_PNG, "cannot be decoded (image file is truncated"),
+])
+@pytest.mark.parametrize("where", ["embedded", "file"])
+def test_a_truncated_picture_falls_through_with_a_note_at_size_0_as_at_500(tmp_path, base_flac, bad, why, where):
+    """Its header is read, so it could be embedded unread: it is checked like any other, and
+    every profile gets the next candidate (the scan's examine says the same)."""
+    assert art.read_header(bad) is not None and art.examine(bad) == art.BROKEN
+    good = make_image(240, 10, "PNG")
+    if where == "embedded":  # a truncated front cover, a good cover file
+        path = flac_with(tmp_path, "1.flac", base_flac, picture(bad, FRONT))
+        (tmp_path / "cover.png").write_bytes(good)
+        label, used = "the embedded front cover", "cover.png"
+    else:  # a truncated cover file, a good back cover
+        path = flac_with(tmp_path, "1.flac", base_flac, picture(good, BACK))
+        (tmp_path / "cover.png").write_bytes(bad)
+        label, used = "cover.png", "the embedded back cover"
+    chosen = {}
+    for size in (0, 500):
+        notes: list[str] = []
+        got = art.load_art(str(path), str(tmp_path / "cover.png"), size, str(tmp_path / "cache"), notes)
+        chosen[size] = (sha(got.data), got.type, got.mime, got.width)
+        assert len(notes) == 1 and notes[0].startswith(f"cover art: left out {label}: {why}"), notes
+        assert notes[0].endswith(f"; used {used} instead"), notes
+    assert chosen[0] == chosen[500] == (sha(good), FRONT if where == "embedded" else BACK, "image/png", 240)
+
+
+def test_size_zero_checks_a_picture_once_and_embeds_its_own_bytes(tmp_path, base_flac, monkeypatch):
+    """A valid JPEG within the bound, 9000 pixels wide (no limit at size 0): decoded once to check
+    it, at its smallest draft scale, for the album's two tracks; its bytes embedded unchanged."""
+    wide = Image.new("RGB", (9000, 40), (10, 200, 30))
+    buf = io.BytesIO()
+    wide.save(buf, "JPEG", quality=80)
+    data = buf.getvalue()
+    tracks = [flac_with(tmp_path, f"{n}.flac", base_flac, picture(data, FRONT)) for n in (1, 2)]
+    decoded = []
+    real = art._decode
+    monkeypatch.setattr(art, "_decode", lambda *a: (lambda im: decoded.append((a[2], im.size)) or im)(real(*a)))
+    for path in tracks:
+        chosen = art.load_art(str(path), None, 0, str(tmp_path / "cache"))
+        assert (chosen.data, chosen.mime, chosen.width, chosen.height) == (data, "image/jpeg", 9000, 40)
+    assert decoded == [(None, (1125, 5))]  # once, to check it, at 1/8 scale
+    assert list((tmp_path / "cache").glob("*.img")) == []  # kept as it is: not copied into the cache
+
+
+def test_an_embedded_picture_kept_as_it_is_keeps_its_description(tmp_path, base_flac):
+    """Two tracks with the same front cover bytes, described "red" and "blue": each keeps its
+    own (the cache is shared). A picture scaled or converted, or a cover file, is "Cover"."""
+    red = flac_with(tmp_path / "r", "1.flac", base_flac, picture(JPEG_FRONT, FRONT, desc="red"))
+    blue = flac_with(tmp_path / "b", "1.flac", base_flac, picture(JPEG_FRONT, FRONT, desc="blue"))
+    cache = str(tmp_path / "cache")
+    for size in (0, 500):
+        assert [art.load_art(str(p), None, size, cache).desc for p in (red, blue)] == ["red", "blue"]
+    scaled = art.load_art(str(red), None, 100, cache)
+    assert (scaled.desc, scaled.width, scaled.mime) == ("Cover", 100, "image/jpeg")
+    webp = flac_with(tmp_path / "w", "1.flac", base_flac, picture(_encoded("RGB", "WEBP"), FRONT, "image/webp", "w"))
+    assert art.load_art(str(webp), None, 0, cache).desc == "Cover"
+    (tmp_path / "n").mkdir()
+    (tmp_path / "n" / "cover.jpg").write_bytes(JPEG_COVER)
+    none = flac_with(tmp_path / "n", "1.flac", base_flac)
+    assert art.load_art(str(none), str(tmp_path / "n" / "cover.jpg"), 0, cache).desc == "Cover"
 
 
 MEASURE = """
@@ -255,7 +320,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def test_a_bomb_is_refused_and_memory_stays_small(tmp_path, base_flac, bomb):
     """The bomb (valid, 13000x13000) as the embedded front cover, cover.jpg beside it: with a
-    size limit the cover file is used and the bomb noted; with 0 the bomb is embedded as it is.
+    size limit as with 0, the cover file is used (scaled, or as it is) and the bomb noted.
     Peak memory of the process doing both stays far below what decoding the bomb once costs."""
     path = flac_with(tmp_path, "1.flac", base_flac, picture(bomb, FRONT, "image/png"))
     cover = tmp_path / "cover.jpg"
@@ -264,9 +329,9 @@ def test_a_bomb_is_refused_and_memory_stays_small(tmp_path, base_flac, bomb):
     run = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(cover)], capture_output=True, text=True,
                          check=True)
     out = json.loads(run.stdout)
-    assert out["sizes"] == [[500, 500, "image/jpeg", FRONT], [BOMB_SIDE, BOMB_SIDE, "image/png", FRONT]]
+    assert out["sizes"] == [[500, 500, "image/jpeg", FRONT], [800, 800, "image/jpeg", FRONT]]
     assert out["notes"] == ["cover art: left out the embedded front cover: 13000x13000 pixels, over the "
-                            "67-megapixel bound for decoding; used cover.jpg instead"]
+                            "67-megapixel bound for decoding; used cover.jpg instead"] * 2
     decoded = subprocess.run([sys.executable, "-c", DECODE, str(tmp_path / "bomb.png")], capture_output=True,
                              text=True, check=True)
     # Decoding the bomb once costs its 169 MB; choosing around it costs the interpreter's own.
@@ -336,9 +401,20 @@ def test_identity_lists_the_candidates_up_to_the_first_good_one():
     bad_cover = {"name": "cover.jpg", "sig": [10, 21], "status": art.BAD}
     assert _id([back], []) == {"embedded": "b", "type": BACK}
     assert _id([back], [cover]) == {"file": "cover.jpg", "sig": [10, 20]}
-    assert _id([back, bad_front], [cover]) == {"chain": [{"embedded": "f"}, {"file": "cover.jpg", "sig": [10, 20]}]}
-    assert _id([back, bad_front], [bad_cover]) == {"chain": [{"embedded": "f"}, {"file": "cover.jpg", "sig": [10, 21]},
-                                                             {"embedded": "b", "type": BACK}]}
+    garbage_front = dict(bad_front, status=art.BAD)
+    assert _id([back, garbage_front], [cover]) == {"chain": [{"embedded": "f"}, {"file": "cover.jpg",
+                                                                                   "sig": [10, 20]}]}
+    assert _id([back, garbage_front], [bad_cover]) == {"chain": [{"embedded": "f"},
+                                                                 {"file": "cover.jpg", "sig": [10, 21]},
+                                                                 {"embedded": "b", "type": BACK}]}
+    # A broken picture, or one over the bound, was embedded as it is at art_max_size 0 before the
+    # check rule 2: the list says so (its tracks are re-tagged once), alone or with others.
+    rule = {"check": art.CHECK_RULE}
+    assert _id([back, bad_front], [cover]) == {"chain": [{"embedded": "f"}, {"file": "cover.jpg", "sig": [10, 20]}],
+                                               **rule}
+    assert _id([bad_front], []) == {"chain": [{"embedded": "f"}], **rule}
+    assert _id([back], [dict(cover, status=art.BIG)]) == {"chain": [{"file": "cover.jpg", "sig": [10, 20]},
+                                                                   {"embedded": "b", "type": BACK}], **rule}
 
 
 def test_only_the_pictures_that_can_matter_are_examined(monkeypatch):

@@ -6,9 +6,13 @@ embedded picture (file icons last). The first candidate that can be used is the 
 picture, written with its true type (a cover file is a front cover); each one left out before
 it is a note saying what and why.
 
-A picture is never decoded past MAX_PIXELS: its size is read from its header first. With
-`art_max_size` 0 a JPEG or PNG is embedded as it is, without decoding (mime, size and depth
-from its header); other formats (WebP, GIF, ...) become JPEG, which every player shows.
+Whether a candidate can be used is decided by one function, `check`, the same at every
+`art_max_size` and in the scan as in the encode: a picture over MAX_PIXELS is refused from its
+header, never decoded; one within the bound is decoded to check it (a JPEG at its smallest
+draft scale), once per picture (the prepared-art cache). A JPEG or PNG that fits (any size
+with `art_max_size` 0) is then embedded as it is, byte for byte, with the source picture's
+description when it is an embedded one (mime, size and depth from its header); other formats
+(WebP, GIF, ...) become JPEG, which every player shows.
 
 The scan (`embedded_pictures`, `cover_candidates`, `art_identity`) checks the candidates the
 same way (`examine`) and puts into the index the candidates up to the first good one: the
@@ -37,6 +41,9 @@ ICONS = (PictureType.FILE_ICON, PictureType.OTHER_FILE_ICON)  # 1, 2: 32x32 icon
 # Decoded as RGB(A), that is at most 256 MiB; a JPEG scaled down is decoded at a reduced size.
 MAX_PIXELS = 8192 * 8192
 CACHE_FORMAT = 2  # part of the prepared-art cache's keys
+# The rule deciding a candidate, where it changed what an output gets (see art_identity):
+#   2: a broken picture or one over the bound falls through at art_max_size 0 too.
+CHECK_RULE = 2
 
 # Statuses from `examine`: "good" decodes; "broken" has a readable header within the bound but
 # does not decode; "big" is over the bound (never decoded); "bad" has no readable header.
@@ -51,7 +58,12 @@ TYPE_NAMES = {0: "other picture", 1: "file icon", 2: "file icon", 3: "front cove
 
 
 class ArtError(Exception):
-    """A picture that cannot be used; the message says why (for a note)."""
+    """A picture that cannot be used; the message says why (for a note), `status` what the
+    scan records for it (BAD, BIG or BROKEN)."""
+
+    def __init__(self, message: str, status: str = BROKEN):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -181,7 +193,7 @@ def _decode(data: bytes, hdr: Header, target: int | None):
     (`target` the longest side wanted, None to decode only to check it)."""
     if hdr.pixels > MAX_PIXELS:
         size = "" if hdr.huge else f"{hdr.width}x{hdr.height} pixels, "
-        raise ArtError(f"{size}over the {MAX_PIXELS // 1_000_000}-megapixel bound for decoding")
+        raise ArtError(f"{size}over the {MAX_PIXELS // 1_000_000}-megapixel bound for decoding", BIG)
     from PIL import Image
 
     try:
@@ -206,33 +218,37 @@ def _reason(exc: Exception) -> str:
     return text if "<" not in text else type(exc).__name__  # no object reprs in a note
 
 
-def examine(data: bytes) -> str:
-    """GOOD, BROKEN, BIG or BAD (see above): what the scan knows of a candidate."""
+def check(data: bytes):
+    """The one decision whether a picture can be used, whatever the profile's art_max_size and
+    in the scan (`examine`) as in the encode (`prepare_art`): its header read, a picture over
+    the bound refused from it (never decoded), one within decoded (a JPEG at its smallest draft
+    scale). Returns the header and the image decoded to check it; raises ArtError saying why
+    not, with the status the scan records."""
     hdr = read_header(data)
     if hdr is None:
-        return BAD
-    if hdr.pixels > MAX_PIXELS:
-        return BIG
+        raise ArtError("not a picture in a format that can be read", BAD)
+    return hdr, _decode(data, hdr, None)
+
+
+def examine(data: bytes) -> str:
+    """GOOD, BROKEN, BIG or BAD (see above): what the scan knows of a candidate (`check`)."""
     try:
-        _decode(data, hdr, None)
-    except ArtError:
-        return BROKEN
+        check(data)
+    except ArtError as exc:
+        return exc.status
     return GOOD
 
 
 def prepare_art(data: bytes, max_size: int, ptype: int = FRONT) -> Art:
-    """The picture as embedded: scaled down to `max_size` (longest side) as JPEG; a JPEG or PNG
-    that fits kept as it is (with `max_size` 0 without decoding it); other formats as JPEG.
-    Raises ArtError saying why it cannot be used."""
-    hdr = read_header(data)
-    if hdr is None:
-        raise ArtError("not a picture in a format that can be read")
-    if not max_size and hdr.fmt in AS_IS:
-        return Art(data, hdr.mime, hdr.width, hdr.height, hdr.depth, hdr.colors, ptype)
+    """The picture as embedded, once `check` accepts it: scaled down to `max_size` (longest
+    side) as JPEG; a JPEG or PNG that fits (any size with `max_size` 0) kept as it is, its bytes
+    never re-encoded; other formats as JPEG. Raises ArtError saying why it cannot be used."""
+    hdr, image = check(data)
     scale = bool(max_size) and max(hdr.width, hdr.height) > max_size
-    image = _decode(data, hdr, max_size if scale else None)
     if not scale and hdr.fmt in AS_IS:
         return Art(data, hdr.mime, hdr.width, hdr.height, hdr.depth, hdr.colors, ptype)
+    if scale and hdr.fmt == "JPEG":  # checked at its smallest scale: decoded again, at one that suffices
+        image = _decode(data, hdr, max_size)
     from PIL import Image
 
     image = image.convert("RGB")
@@ -335,7 +351,11 @@ def art_identity(embedded: list[dict] | None, covers: list[dict] | None) -> dict
     """The candidates up to the first good one, as the index records them. Whatever comes
     after a good candidate cannot change any profile's picture, so it is left out: adding
     cover.jpg beside tracks with a good embedded front cover changes nothing. A single good
-    front cover is {"embedded": sha1} and a single cover file {"file", "sig"}, as before."""
+    front cover is {"embedded": sha1} and a single cover file {"file", "sig"}, as before.
+    Candidates that were refused (broken, or over the bound) once were embedded as they are by
+    a profile with art_max_size 0: such a list says `"check": CHECK_RULE`, so an upgrade
+    re-tags once (in every profile) the tracks whose picture that can have changed, and no
+    other."""
     if isinstance(embedded, str):  # recorded before every picture was listed: the one it chose
         embedded = [{"sha1": embedded, "type": FRONT, "status": GOOD}]
     covers = [c for c in covers or [] if isinstance(c, dict)]  # before: one [size, mtime], no name
@@ -351,6 +371,8 @@ def art_identity(embedded: list[dict] | None, covers: list[dict] | None) -> dict
             break
     if not chain:
         return None
+    if any(item["status"] in (BROKEN, BIG) for _, item in ordered(embedded or [], covers)[:len(chain)]):
+        return {"chain": chain, "check": CHECK_RULE}
     return chain[0] if len(chain) == 1 else {"chain": chain}
 
 
@@ -362,30 +384,34 @@ def _cache_key(data: bytes, max_size: int, ptype: int) -> str:
 
 def _prepare_cached(data: bytes, max_size: int, ptype: int, cache_dir: str | None) -> Art:
     """prepare_art, kept in `cache_dir` by picture, size and type (and failures too), so the
-    tracks of an album (and a re-tag) decode and scale a picture once. A JPEG or PNG embedded
-    as it is needs no cache."""
-    hdr = read_header(data)
-    if not cache_dir or (not max_size and hdr is not None and hdr.fmt in AS_IS):
+    tracks of an album (and a re-tag) check, decode and scale a picture once. A picture kept as
+    it is is not copied: its entry says so, and the source's bytes are used."""
+    if not cache_dir:
         return prepare_art(data, max_size, ptype)
     cached = os.path.join(cache_dir, _cache_key(data, max_size, ptype))
     try:
         with open(cached + ".json", encoding="utf-8") as fh:
             meta = json.load(fh)
         if "error" in meta:
-            raise ArtError(meta["error"])
-        with open(cached + ".img", "rb") as fh:
-            return Art(fh.read(), meta["mime"], meta["width"], meta["height"], meta["depth"], meta["colors"],
-                       meta["type"], meta["desc"])
+            raise ArtError(meta["error"], meta.get("status", BROKEN))
+        if meta.get("as_is"):
+            kept = data
+        else:
+            with open(cached + ".img", "rb") as fh:
+                kept = fh.read()
+        return Art(kept, meta["mime"], meta["width"], meta["height"], meta["depth"], meta["colors"],
+                   meta["type"], meta["desc"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
         art = prepare_art(data, max_size, ptype)
     except ArtError as exc:
-        _store(cache_dir, cached, None, {"error": str(exc)})
+        _store(cache_dir, cached, None, {"error": str(exc), "status": exc.status})
         raise
-    _store(cache_dir, cached, art.data, {"mime": art.mime, "width": art.width, "height": art.height,
-                                         "depth": art.depth, "colors": art.colors, "type": int(art.type),
-                                         "desc": art.desc})
+    as_is = art.data is data
+    _store(cache_dir, cached, None if as_is else art.data,
+           {"mime": art.mime, "width": art.width, "height": art.height, "depth": art.depth, "colors": art.colors,
+            "type": int(art.type), "desc": art.desc, **({"as_is": True} if as_is else {})})
     return art
 
 
@@ -430,6 +456,8 @@ def load_art(source_path: str, cover_file: str | list[str] | None, max_size: int
             else:
                 data, ptype = item.data, item.type
             art = _prepare_cached(data, max_size, ptype, cache_dir)
+            if kind == "embedded" and art.data == data:  # the source's own picture: its description too
+                art.desc = item.desc
         except ArtError as exc:
             left_out.append(f"cover art: left out {label}: {exc}")
             continue
