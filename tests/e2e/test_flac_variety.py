@@ -2,7 +2,9 @@
 
 A library made here (sox, flac, metaflac, mutagen) of what collections hold besides CD rips:
 streamed FLACs (STREAMINFO's total samples and MD5 both 0, "unknown" in the FLAC spec), an
-ID3v2 tag in front of `fLaC` (with and without an MD5), 8, 16, 24 and 32-bit samples, 22.05 to
+ID3v2 tag in front of `fLaC` (with and without an MD5; two stacked, the second an ID3v2.4 tag
+with its footer), an APEv2 and an ID3v1 tag appended after the audio as old taggers write
+them (flac itself refuses both), 8, 16, 24 and 32-bit samples, 22.05 to
 384 kHz, mono to 7.1 (a 5.1 whose front left and right are silent: a downmix that drops
 channels is silence), and two album images (one FLAC with its CUE sheet as a CUESHEET block,
 one as a CUESHEET tag). It is compiled by the build program, run directly as the build user,
@@ -14,7 +16,8 @@ which ffmpeg 5.1 does not decode), with the source's length, the channels the pr
 it (FLAC, Opus and Vorbis keep the layout, as ffprobe names it, each channel at its level;
 MP3 and `channels: 2` get a downmix in which every channel but the LFE is heard) and the rate
 the codec can carry; report.json has no failure and a note exactly where something was
-adapted; the streamed FLAC's playlist line has its length; a second build encodes nothing.
+adapted; the streamed FLAC's playlist line has its length; a second build encodes nothing,
+even after the tags appended to an MD5-less source are re-tagged.
 """
 from __future__ import annotations
 
@@ -65,6 +68,8 @@ TRACKS = {
     "Variety/08 Three.flac": (44100, 3, 16, 1.1, "plain"),
     "Variety/09 Surround.flac": (48000, 6, 24, 1.6, "surround"),
     "Variety/10 Eight.flac": (48000, 8, 16, 1.7, "streamed"),
+    "Variety/11 Two ID3v2, footer.flac": (44100, 2, 16, 0.6, "front double"),
+    "Variety/12 APE, ID3v1 after.flac": (48000, 2, 24, 0.8, "tail ape id3v1 no-md5"),
     "Album Image/Live (cuesheet block).flac": (44100, 2, 16, 3.0, "cue block"),
     "Album Image/Live (cuesheet tag).flac": (44100, 2, 16, 3.2, "cue tag"),
 }
@@ -116,6 +121,32 @@ def unset_md5(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def id3v2(version: int, flags: int, title: bytes) -> bytes:
+    """An ID3v2 tag with a TIT2 frame (sizes under 128: syncsafe as they are); with the
+    footer flag (0x10, ID3v2.4), its footer after it."""
+    body = b"TIT2" + len(title).to_bytes(4, "big") + b"\x00\x00" + title + bytes(5)
+    tag = b"ID3" + bytes([version, 0, flags]) + len(body).to_bytes(4, "big") + body
+    return tag + (b"3DI" + tag[3:10] if flags & 0x10 else b"")
+
+
+def id3v1(title: str) -> bytes:
+    return b"TAG" + title.encode().ljust(30, b"\x00")[:30] + bytes(94) + b"\xff"
+
+
+def apev2(title: str) -> bytes:
+    """An APEv2 tag with its header and footer, one item (Title)."""
+    item = len(title.encode()).to_bytes(4, "little") + bytes(4) + b"Title\x00" + title.encode()
+
+    def part(flags: int) -> bytes:
+        return (b"APETAGEX" + (2000).to_bytes(4, "little") + (len(item) + 32).to_bytes(4, "little")
+                + (1).to_bytes(4, "little") + flags.to_bytes(4, "little") + bytes(8))
+    return part(0xA0000000) + item + part(0x80000000)
+
+
+def appended(how: str, title: str) -> bytes:
+    return (apev2(title) if "ape" in how else b"") + (id3v1(title) if "id3v1" in how else b"")
+
+
 def make_track(path: Path, rate: int, channels: int, bits: int, seconds: float, how: str, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if how == "surround":
@@ -126,7 +157,7 @@ def make_track(path: Path, rate: int, channels: int, bits: int, seconds: float, 
     else:
         raw = raw_audio(rate, channels, bits, seconds, seed)
         encode_raw(raw, path, rate, channels, bits, streamed="streamed" in how)
-    if how == "id3 no-md5":
+    if how.endswith("no-md5"):
         unset_md5(path)
     if how == "cue block":
         cue = path.with_suffix(".cue")
@@ -148,6 +179,12 @@ def make_track(path: Path, rate: int, channels: int, bits: int, seconds: float, 
         tag.add(TIT2(encoding=3, text=["an ID3 title, which FLAC readers skip"]))
         tag.save(str(path), v2_version=3)
         assert path.read_bytes()[:3] == b"ID3"
+    if how.startswith("front"):  # as flac and mutagen do not skip them
+        front = id3v2(4, 0x10, b"with a footer")
+        path.write_bytes((id3v2(3, 0, b"first") + front if "double" in how else front) + path.read_bytes())
+    if how.startswith("tail"):
+        with open(path, "ab") as fh:
+            fh.write(appended(how, "an old tagger's title"))
 
 
 def make_library(root: Path) -> None:
@@ -375,6 +412,13 @@ def test_album_images_compile_as_one_track(built):
 
 
 def test_a_second_build_encodes_nothing(built):
+    for source, (_, _, _, _, how) in TRACKS.items():
+        if how.startswith("tail"):  # an old tagger edits its tag after the audio: not the audio
+            path = built.src / source
+            old = appended(how, "an old tagger's title")
+            data = path.read_bytes()
+            assert data.endswith(old)
+            path.write_bytes(data[:-len(old)] + appended(how, "edited again, and longer"))
     report = music_build(built.src, built.builds)
     for p, r in report["profiles"].items():
         assert r["failed"] == [] and r["encoded"] == 0 and r["retagged"] == 0, (p, r)

@@ -8,6 +8,7 @@ directly; the encoder's own limits (libvorbis' bitrate mode) are asked of the re
 """
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
@@ -124,6 +125,107 @@ def test_id3v2_in_front_changes_nothing_of_the_audio(tmp_path):
         assert tagged.read_bytes()[:3] == b"ID3"
         assert source.read_source(str(tagged))["audio"] == source.read_source(str(plain))["audio"]
         assert source.read_streaminfo(str(tagged)).frames_at > source.read_streaminfo(str(plain)).frames_at
+
+
+# ID3v2 tags in front as readers must skip them: mutagen and `flac` skip one tag without a
+# footer, not these (the FLAC spec and ID3v2.4 allow both).
+def id3v2(version: int, flags: int, title: bytes) -> bytes:
+    body = b"TIT2" + len(title).to_bytes(4, "big") + b"\x00\x00" + title + bytes(5)  # sizes < 128: syncsafe
+    return b"ID3" + bytes([version, 0, flags]) + len(body).to_bytes(4, "big") + body
+
+
+def id3v24_with_footer(title: bytes) -> bytes:
+    tag = id3v2(4, 0x10, title)
+    return tag + b"3DI" + tag[3:10]
+
+
+def id3v1(title: bytes) -> bytes:
+    return b"TAG" + title.ljust(30, b"\x00") + bytes(94) + b"\xff"
+
+
+def apev2(title: bytes, header: bool = True) -> bytes:
+    item = len(title).to_bytes(4, "little") + bytes(4) + b"Title\x00" + title
+    flags = 0x80000000 if header else 0
+
+    def part(is_header: bool) -> bytes:
+        return (b"APETAGEX" + (2000).to_bytes(4, "little") + (len(item) + 32).to_bytes(4, "little")
+                + (1).to_bytes(4, "little") + (flags | (0x20000000 if is_header else 0)).to_bytes(4, "little")
+                + bytes(8))
+    return (part(True) if header else b"") + item + part(False)
+
+
+def lyrics3v2(text: bytes) -> bytes:
+    body = b"LYRICSBEGIN" + b"LYR" + f"{len(text):05d}".encode() + text
+    return body + f"{len(body):06d}".encode() + b"LYRICS200"
+
+
+@pytest.mark.parametrize("tail", [
+    id3v1(b"t"), apev2(b"ape"), apev2(b"ape", header=False), apev2(b"a") + id3v1(b"t"),
+    lyrics3v2(b"la la") + id3v1(b"t"), apev2(b"a") + lyrics3v2(b"la") + id3v1(b"t"),
+    b"TAG+" + bytes(223) + id3v1(b"t"),
+], ids=["id3v1", "apev2", "apev2 no header", "ape+id3v1", "lyrics3+id3v1", "ape+lyrics3+id3v1", "tag+"])
+def test_tags_appended_after_the_audio_are_found_whole(tail):
+    audio = b"fLaC" + bytes(300) + b"\xff\xf8 frames \x12\x34"
+    fh = io.BytesIO(audio + tail)
+    assert source.appended_tags_start(fh, 42, len(audio + tail)) == len(audio)
+    assert source.appended_tags_start(io.BytesIO(audio), 42, len(audio)) == len(audio)
+    # a tag cannot reach into the metadata: one that would say so is audio
+    assert source.appended_tags_start(fh, len(audio) + 1, len(audio + tail)) > len(audio)
+
+
+ODD_FRONTS = {"v2.4 footer": id3v24_with_footer(b"footer"), "two ID3v2 tags": id3v2(3, 0, b"one") + id3v24_with_footer(b"two")}
+ODD_TAILS = {"ID3v1": id3v1(b"old tagger"), "APEv2": apev2(b"old tagger"), "APEv2+ID3v1": apev2(b"a") + id3v1(b"b")}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["md5", "streamed"])
+def test_id3v2_footers_stacked_tags_and_appended_tags_are_the_same_audio(tmp_path, streamed):
+    """An ID3v2.4 tag with a footer or two ID3v2 tags in front, an ID3v1 or APE tag after the
+    frames (flac refuses the first and loses sync on the second): read as the same audio as
+    the plain file, decoded to its samples and encoded; without an MD5, a re-tag of what is
+    appended keeps the fingerprint (no re-encode)."""
+    raw = raw_audio(44100, 2, 16, 0.4)
+    plain = flac_of(raw, tmp_path / "plain.flac", 44100, 2, 16, streamed)
+    subprocess.run(["metaflac", "--set-tag=TITLE=the title", str(plain)], check=True)
+    data = plain.read_bytes()
+    want = source.read_source(str(plain))
+    cases = {f"front {k}": v + data for k, v in ODD_FRONTS.items()}
+    cases |= {f"tail {k}": data + v for k, v in ODD_TAILS.items()}
+    cases["both"] = ODD_FRONTS["two ID3v2 tags"] + data + ODD_TAILS["APEv2+ID3v1"]
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.flac"
+        path.write_bytes(content)
+        got = source.read_source(str(path))
+        assert (got["audio"], got["tags"]) == (want["audio"], want["tags"]), name
+        stream = source.read_streaminfo(str(path))
+        assert source.decoded_samples(str(path), stream) == len(raw) // 4, name
+        out = tmp_path / f"{name}.out.flac"
+        encode.run_pipeline(str(path), "flac", {"compression_level": 0}, str(out))
+        decoded = subprocess.run(["flac", "-d", "-c", "-s", "--force-raw-format", "--endian=little", "--sign=signed",
+                                  str(out)], capture_output=True, check=True).stdout
+        assert decoded == raw, name
+    retagged = tmp_path / "retagged.flac"
+    retagged.write_bytes(data + id3v1(b"another title"))
+    assert source.read_source(str(retagged))["audio"] == want["audio"]
+
+
+def test_a_file_ending_in_TAG_by_chance_is_audio(tmp_path):
+    """ID3v1's mark is 3 bytes: audio whose last frame ends the file is not cut, whatever its
+    last 128 bytes start with. Here a verbatim-coded last frame (its samples as they are,
+    big-endian) holds "TAG" where an ID3v1 tag would start."""
+    samples = bytearray(raw_audio(44100, 1, 16, 0.3, kind="noise"))
+    at = len(samples) - 2 * 63  # the frame ends in 63 samples, then its CRC-16: 128 bytes
+    samples[at:at + 4] = b"AT\x00G"  # little-endian 0x5441, 0x4700: "TAG\x00" in the frame
+    path = tmp_path / "n.flac"
+    subprocess.run(["flac", "--silent", "--force-raw-format", "--endian=little", "--sign=signed", "--channels=1",
+                    "--bps=16", "--sample-rate=44100", "-0", "--disable-constant-subframes", "--disable-fixed-subframes",
+                    "-f", "-o", str(path), "-"], input=bytes(samples), check=True)
+    data = path.read_bytes()
+    assert data[-128:-125] == b"TAG"
+    assert source.read_streaminfo(str(path)).frames_end == len(data)
+    assert source.read_source(str(path))["audio"]["samples"] == len(samples) // 2
+    out = tmp_path / "out.flac"
+    encode.run_pipeline(str(path), "flac", {"compression_level": 0}, str(out))
+    assert mutagen.File(str(out)).info.total_samples == len(samples) // 2
 
 
 def test_fingerprint_without_md5_is_distinct_for_different_audio(tmp_path):

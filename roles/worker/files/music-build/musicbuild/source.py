@@ -1,10 +1,12 @@
 """Reading one FLAC source: its audio fingerprint, tags and embedded-art digest.
 
 Every valid FLAC is read, including what the FLAC spec allows to be unknown or in front:
-an ID3v2 tag before `fLaC` (skipped), an unset MD5 (the fingerprint is then a digest of the
-audio frames), and an unknown length (STREAMINFO total samples 0, as streaming encoders
-write): the length is then counted from the last frame's header, checked by its CRCs, or by
-decoding when that fails.
+ID3v2 tags before `fLaC` (skipped: one or several, with or without a v2.4 footer), an unset
+MD5 (the fingerprint is then a digest of the audio frames), and an unknown length
+(STREAMINFO total samples 0, as streaming encoders write): the length is then counted from
+the last frame's header, checked by its CRCs, or by decoding when that fails. Tags old
+taggers append after the audio (ID3v1, APEv1/v2, Lyrics3v2) are no part of the FLAC stream:
+the decoder is given the stream alone (`start_decoder`) and the fingerprint leaves them out.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hashlib
 import io
 import os
 import subprocess
+import threading
 
 from mutagen.flac import FLAC, FLACNoHeaderError
 
@@ -29,9 +32,9 @@ def read_source(path: str) -> dict:
     if size == 0:
         raise SourceError("empty file (0 bytes)")
     try:
-        flac = FLAC(path)
-    except FLACNoHeaderError:
-        raise SourceError("not a FLAC file (no fLaC header)") from None
+        flac = flac_metadata(path)
+    except SourceError:
+        raise
     except Exception as exc:  # mutagen raises several types for damaged metadata
         oserr = oserror_in(exc)
         if oserr is not None:
@@ -65,16 +68,37 @@ def read_source(path: str) -> dict:
     }
 
 
+def flac_metadata(path: str) -> FLAC:
+    """mutagen's view of a FLAC's metadata blocks (tags, pictures, STREAMINFO). mutagen reads
+    past one ID3v2 tag in front; behind several, or one with a footer, it is given the
+    metadata from `fLaC` on (a SourceError when there is no `fLaC` after the ID3v2 tags)."""
+    try:
+        return FLAC(path)
+    except FLACNoHeaderError:
+        pass
+    stream = read_streaminfo(path)  # a SourceError when there is no fLaC either
+    with open(path, "rb") as fh:
+        fh.seek(stream.start)
+        return FLAC(io.BytesIO(fh.read(stream.frames_at - stream.start)))
+
+
 class StreamInfo:
-    """A FLAC's STREAMINFO, and where its audio frames start (after any ID3v2 tag and the
-    metadata blocks)."""
+    """A FLAC's STREAMINFO, where the stream starts (`fLaC`, after any ID3v2 tags), where its
+    audio frames start (after the metadata blocks) and where they end (before any tags
+    appended to the file: ID3v1, APE, Lyrics3); `frames_end` None: at the end of the file."""
 
     def __init__(self, rate: int, channels: int, bits: int, total_samples: int, md5: bytes,
-                 min_blocksize: int, max_blocksize: int, max_framesize: int, frames_at: int):
+                 min_blocksize: int, max_blocksize: int, max_framesize: int, frames_at: int,
+                 start: int = 0, frames_end: int | None = None, size: int | None = None):
         self.rate, self.channels, self.bits = rate, channels, bits
         self.total_samples, self.md5 = total_samples, md5
         self.min_blocksize, self.max_blocksize, self.max_framesize = min_blocksize, max_blocksize, max_framesize
-        self.frames_at = frames_at
+        self.frames_at, self.start, self.frames_end, self.size = frames_at, start, frames_end, size
+
+    @property
+    def whole_file(self) -> bool:
+        """The file is the FLAC stream alone: nothing before `fLaC`, nothing after the frames."""
+        return self.start == 0 and (self.frames_end is None or self.frames_end == self.size)
 
     @property
     def length_known(self) -> bool:
@@ -82,7 +106,7 @@ class StreamInfo:
 
     def __repr__(self) -> str:
         return (f"StreamInfo({self.rate} Hz, {self.channels} ch, {self.bits} bit, {self.total_samples} samples, "
-                f"frames at {self.frames_at})")
+                f"fLaC at {self.start}, frames at {self.frames_at} to {self.frames_end})")
 
 
 def id3v2_size(header: bytes) -> int:
@@ -138,18 +162,108 @@ def read_streaminfo(path: str) -> StreamInfo:
                 fh.seek(length, io.SEEK_CUR)
             if header[0] & 0x80:
                 break
-        return StreamInfo(frames_at=fh.tell(), **info)
+        frames_at = fh.tell()
+        size = fh.seek(0, io.SEEK_END)
+        stream = StreamInfo(frames_at=frames_at, start=start, size=size, **info)
+        end = appended_tags_start(fh, frames_at, size)
+        if end < size:
+            # An ID3v1 tag's mark ("TAG") is only 3 bytes: audio that ends at the end of the
+            # file (its last frame's CRC covers it) has no tag after it, whatever it ends with.
+            fh.seek(max(frames_at, size - last_frame_window(stream)))
+            if samples_from_last_frame(fh.read(), stream) is not None:
+                end = size
+        stream.frames_end = end
+        return stream
+
+
+# Tags that old taggers append after the audio: ID3v1 (128 bytes, "TAG"; "TAG+" 227 bytes
+# before it), APEv1/APEv2 (a 32-byte footer "APETAGEX", and a header with APEv2's flag),
+# Lyrics3v2 (its size in 6 digits, then "LYRICS200"), in any order.
+def appended_tags_start(fh, lowest: int, size: int) -> int:
+    """Where the tags appended to a file of `size` bytes start: `size` when there are none.
+    `fh` is the open file (any seekable binary file object); no tag reaches below `lowest`
+    (the end of the metadata blocks)."""
+    end = size
+    while True:
+        found = _appended_tag(fh, end)
+        if found is None or found < lowest:
+            return end
+        end = found
+
+
+def _appended_tag(fh, end: int) -> int | None:
+    """Where a tag that ends at `end` starts, or None when none does."""
+    def at(pos: int, n: int) -> bytes:
+        if pos < 0:
+            return b""
+        fh.seek(pos)
+        return fh.read(n)
+
+    if at(end - 128, 3) == b"TAG":
+        return end - 227 - 128 if at(end - 128 - 227, 4) == b"TAG+" else end - 128
+    footer = at(end - 32, 32)
+    if len(footer) == 32 and footer[:8] == b"APETAGEX":
+        version, length, _count, flags = (int.from_bytes(footer[i:i + 4], "little") for i in (8, 12, 16, 20))
+        if version in (1000, 2000) and length >= 32:
+            return end - length - (32 if version == 2000 and flags & 0x80000000 else 0)
+    mark = at(end - 15, 15)
+    if len(mark) == 15 and mark[6:] == b"LYRICS200" and mark[:6].isdigit():
+        start = end - 15 - int(mark[:6])
+        if at(start, 11) == b"LYRICSBEGIN":
+            return start
+    return None
 
 
 def frames_digest(path: str, stream: StreamInfo | None = None) -> str:
-    """Digest of a FLAC's audio frames (everything after the metadata blocks)."""
+    """Digest of a FLAC's audio frames (from the end of the metadata blocks to the end of
+    the frames: tags appended after them do not count)."""
     stream = stream or read_streaminfo(path)
     h = hashlib.sha1()
     with open(path, "rb") as fh:
+        end = stream.frames_end if stream.frames_end is not None else fh.seek(0, io.SEEK_END)
         fh.seek(stream.frames_at)
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+        left = end - stream.frames_at
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
             h.update(chunk)
+            left -= len(chunk)
     return h.hexdigest()
+
+
+def start_decoder(path: str, stream: StreamInfo, args: list[str], stdout, stderr) -> subprocess.Popen:
+    """`flac <args>` (--decode, --test ...) run on the FLAC stream of `path`: the file itself
+    when it is nothing else, else the bytes from `fLaC` to the end of the frames on its
+    stdin (flac refuses several ID3v2 tags in front, or one with a footer, and loses sync on
+    tags appended after the frames). `stdout`, `stderr` as Popen's; wait() for it as usual
+    (the thread feeding it ends when its stdin is read to the end or closed)."""
+    if stream.whole_file:
+        return subprocess.Popen(["flac", *args, "--", path], stdout=stdout, stderr=stderr)
+    proc = subprocess.Popen(["flac", *args, "-"], stdin=subprocess.PIPE, stdout=stdout, stderr=stderr)
+
+    def feed():
+        try:
+            with open(path, "rb") as fh:
+                end = stream.frames_end if stream.frames_end is not None else fh.seek(0, io.SEEK_END)
+                fh.seek(stream.start)
+                left = end - stream.start
+                while left > 0:
+                    chunk = fh.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    proc.stdin.write(chunk)
+                    left -= len(chunk)
+        except OSError:
+            pass  # flac stopped reading (it failed, and says why), or the file went away
+        finally:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    return proc
 
 
 # ------------------------------------------------------------------ a stream's length, counted
@@ -277,15 +391,20 @@ def samples_from_last_frame(tail: bytes, stream: StreamInfo) -> int | None:
     return None
 
 
+def last_frame_window(stream: StreamInfo) -> int:
+    """How many bytes at the end of the frames hold the whole last frame, at most."""
+    worst_frame = max(stream.max_framesize,
+                      (stream.max_blocksize or 65535) * stream.channels * ((stream.bits + 7) // 8) + 64)
+    return worst_frame + 1024
+
+
 def count_samples(path: str, stream: StreamInfo) -> int:
     """The number of samples of a FLAC whose STREAMINFO does not say it: read from its last
     frame (a few kB), else by decoding it (about 1000x faster than real time)."""
-    size = os.path.getsize(path)
-    worst_frame = max(stream.max_framesize,
-                      (stream.max_blocksize or 65535) * stream.channels * ((stream.bits + 7) // 8) + 64)
-    window = min(size - stream.frames_at, worst_frame + 1024)
+    end = stream.frames_end if stream.frames_end is not None else os.path.getsize(path)
+    window = min(end - stream.frames_at, last_frame_window(stream))
     with open(path, "rb") as fh:
-        fh.seek(size - window)
+        fh.seek(end - window)
         tail = fh.read(window)
     counted = samples_from_last_frame(tail, stream)
     if counted is not None:
@@ -295,8 +414,8 @@ def count_samples(path: str, stream: StreamInfo) -> int:
 
 def decoded_samples(path: str, stream: StreamInfo) -> int:
     """The number of samples the FLAC decoder gives for `path`."""
-    proc = subprocess.Popen(["flac", "--decode", "--stdout", "--silent", "--force-raw-format", "--endian=little",
-                             "--sign=signed", "--", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start_decoder(path, stream, ["--decode", "--stdout", "--silent", "--force-raw-format", "--endian=little",
+                                        "--sign=signed"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     total = 0
     for chunk in iter(lambda: proc.stdout.read(1 << 20), b""):
         total += len(chunk)
