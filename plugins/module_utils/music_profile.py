@@ -51,6 +51,10 @@ import re
 #                      "probe": the encoder's own limits depend on the source's channels and
 #                          rate: they are asked of the encoder, and the nearest value it takes
 #                          is used;
+#                      "max_for_channels": {channels: highest}: the most the encoder takes
+#                          for that many output channels at any rate it is given (a
+#                          profile's `channels` that says so makes a higher value impossible
+#                          for every source: refused at validation, as "per_channel"'s highest);
 #   },
 #   "exclusive":   (optional) groups {setting: label} of which a profile gives at most one;
 #                  a group's defaults apply only when the profile gives none of its settings.
@@ -132,8 +136,9 @@ CODEC_TABLE = {
                 "type": "int", "range": (45, 500), "default": None, "args": ("-b", "{}"),
                 "doc": "kb/s, average bitrate (ABR)",
                 # libvorbis' bitrate mode has no setup above 50 kHz, and takes a range of
-                # bitrates that depends on the channels and the rate (mono 44.1 kHz: 32-240)
-                "limits": {"max_rate": 50000, "probe": True},
+                # bitrates that depends on the channels and the rate (mono 44.1 kHz: 32-240;
+                # mono at most 240 at every rate up to 50 kHz, stereo 500)
+                "limits": {"max_rate": 50000, "probe": True, "max_for_channels": {1: 240, 2: 500}},
             },
             "quality": {
                 "type": "int", "range": (-1, 10), "default": 5, "args": ("-q", "{}"),
@@ -268,6 +273,29 @@ def _codec_settings(name, codec, profile) -> dict:
     return out
 
 
+def most_for_channels(codec: str, field: str, channels: int) -> int | None:
+    """The highest value of a codec setting its encoder takes for output of `channels`
+    channels, whatever the source (its "limits"); None when the table says no limit."""
+    limits = CODEC_TABLE[codec]["settings"][field].get("limits", {})
+    highest = [limits["per_channel"][1] * channels] if "per_channel" in limits else []
+    highest += [limits["max_for_channels"][channels]] if channels in limits.get("max_for_channels", {}) else []
+    return min(highest) if highest else None
+
+
+def _check_for_channels(name, codec, settings, channels) -> None:
+    """Settings that no output of at most `channels` channels can honour (the profile's
+    `channels`): refused here, where they are known for every source (what depends on a
+    source is adapted with a note when it is encoded)."""
+    for field, value in settings.items():
+        if field not in CODEC_TABLE[codec]["settings"] or not _is_int(value):
+            continue
+        most = most_for_channels(codec, field, channels)
+        if most is not None and value > most:
+            raise ProfileError(name, field, f"{value} is more than {codec} takes for {channels} channel"
+                                            f"{'' if channels == 1 else 's'} (at most {most}; the profile's "
+                                            f"channels: {channels})")
+
+
 def normalize_profile(name: str, profile) -> dict:
     """Validate `profile` and return it with every field present (defaults filled)."""
     check_name(name)
@@ -290,6 +318,7 @@ def normalize_profile(name: str, profile) -> dict:
         if channels > most:
             raise ProfileError(name, "channels", f"{codec} carries at most {most} channels, not {channels}")
         out["channels"] = channels
+        _check_for_channels(name, codec, out, channels)
     out["art"] = _bool_field(name, profile, "art", True)
     size = profile.get("art_max_size", 0)
     if size in (0, "0"):

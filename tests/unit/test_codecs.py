@@ -197,7 +197,7 @@ INPUT = {
 def test_codec_input_limits(codec):
     assert CODEC_TABLE[codec]["input"] == INPUT[codec]
     for spec in CODEC_TABLE[codec]["settings"].values():
-        assert set(spec.get("limits", {})) <= {"per_channel", "max_rate", "probe"}
+        assert set(spec.get("limits", {})) <= {"per_channel", "max_rate", "probe", "max_for_channels"}
     # flac reads a WAV of unknown length to its end only when told; the others always do
     assert CODEC_TABLE[codec].get("stream_args", ()) == (("--ignore-chunk-sizes",) if codec == "flac" else ())
 
@@ -239,3 +239,16 @@ def test_channels_beyond_what_the_codec_carries_are_refused(monkeypatch):
         normalize_profile("car", {"codec": "mp3", "channels": 6})
     assert err.value.field == "channels" and "mp3 carries at most 2 channels, not 6" in str(err.value)
     assert normalize_profile("phone", {"codec": "opus", "channels": 6})["channels"] == 6
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_vorbis_most_for_channels_is_what_oggenc_takes_at_any_rate(channels):
+    """The table's "max_for_channels" (the validation refuses more for a profile's `channels`)
+    is libvorbis' own: taken at some rate, one more taken at none (bitrate mode: up to 50 kHz)."""
+    most = music_profile.most_for_channels("vorbis", "bitrate", channels)
+    rates = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 50000)
+    assert any(encode.encoder_accepts("vorbis", "bitrate", most, channels, r) for r in rates)
+    if most < CODEC_TABLE["vorbis"]["settings"]["bitrate"]["range"][1]:
+        assert not any(encode.encoder_accepts("vorbis", "bitrate", most + 1, channels, r) for r in rates)
+    assert music_profile.most_for_channels("opus", "bitrate", channels) == 256 * channels
+    assert music_profile.most_for_channels("mp3", "bitrate", channels) is None

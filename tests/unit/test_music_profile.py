@@ -4,7 +4,7 @@ import yaml
 from hypothesis import given, strategies as st
 
 from ansible_collections.music.profiles.plugins.module_utils.music_profile import (
-    MP3_CBR_BITRATES, ProfileError, normalize_profile, parse_tup_config, render_tup_config,
+    MP3_CBR_BITRATES, ProfileError, most_for_channels, normalize_profile, parse_tup_config, render_tup_config,
 )
 
 
@@ -41,6 +41,11 @@ def test_default_profiles_render(repo_root):
     ({"codec": "mp3", "channels": 6}, "channels", "6 is out of range (1-2)"),
     ({"codec": "flac", "channels": 0}, "channels", "out of range (1-2)"),
     ({"codec": "opus", "channels": "stereo"}, "channels", "expected an integer"),
+    # impossible for every source: no output of this profile has more than one channel
+    ({"codec": "opus", "channels": 1, "bitrate": 510}, "bitrate",
+     "510 is more than opus takes for 1 channel (at most 256; the profile's channels: 1)"),
+    ({"codec": "vorbis", "channels": "1", "bitrate": "500"}, "bitrate",
+     "500 is more than vorbis takes for 1 channel (at most 240; the profile's channels: 1)"),
 ])
 def test_bad_fields_are_named(profile, field, words):
     with pytest.raises(ProfileError) as err:
@@ -48,6 +53,19 @@ def test_bad_fields_are_named(profile, field, words):
     assert err.value.field == field
     assert str(err.value).startswith(f"profile 'phone', field '{field}': ")
     assert words in str(err.value)
+
+
+def test_settings_possible_for_some_source_are_kept_for_adapting():
+    """What depends on the source is adapted (with a note) when it is encoded, not refused:
+    510 kb/s Opus is fine for stereo (a mono source gets 256), vorbis 240 kb/s for mono at
+    44.1 kHz (an 8 kHz mono source gets less)."""
+    for profile in ({"codec": "opus", "bitrate": 510}, {"codec": "opus", "bitrate": 510, "channels": 2},
+                    {"codec": "opus", "bitrate": 256, "channels": 1}, {"codec": "vorbis", "bitrate": 240, "channels": 1},
+                    {"codec": "vorbis", "bitrate": 500, "channels": 2}, {"codec": "vorbis", "bitrate": 500}):
+        assert normalize_profile("p", profile)["bitrate"] == profile["bitrate"]
+    text = render_tup_config("p", {"codec": "opus", "bitrate": 510}).replace("\nCONFIG_ART=", "\nCONFIG_CHANNELS=1\nCONFIG_ART=")
+    with pytest.raises(ProfileError, match=r"^profile 'p', field 'bitrate': 510 is more than opus takes for 1 channel"):
+        parse_tup_config(text, "p")  # a config made elsewhere gets the same check
 
 
 @pytest.mark.parametrize("name", ["", "Phone", "my phone", "index", "a" * 33, "-x", "../x"])
@@ -91,6 +109,9 @@ profiles = st.one_of(
     "playlists": st.booleans(),
     "extra_files": st.lists(st.sampled_from(["cover.jpg", "*.cue", "*.log", "folder.*", "Scans *"]), unique=True),
 })).flatmap(lambda base: st.one_of(st.just(base), st.integers(1, 2).map(lambda n: {**base, "channels": n})))
+# (a bitrate more than any output of the profile's channels can take is refused: see above)
+profiles = profiles.filter(lambda p: "channels" not in p or "bitrate" not in p
+                           or p["bitrate"] <= (most_for_channels(p["codec"], "bitrate", p["channels"]) or p["bitrate"]))
 
 
 @given(profiles, st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True).filter(lambda n: n not in ("index", "tup", "report")))
