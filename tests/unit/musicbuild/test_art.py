@@ -481,3 +481,30 @@ def test_an_entry_from_an_earlier_scan_is_read_again_once(tmp_path, base_flac):
     ids, entries = _identities(album, {"1.flac": legacy})
     assert ids["1.flac"] == {"embedded": hashlib.sha1(JPEG_BACK).hexdigest(), "type": BACK}
     assert entries["1.flac"]["sig"] == [st.st_size, st.st_mtime_ns]
+
+
+def _id3v2(body: bytes, footer: bool) -> bytes:
+    """An ID3v2.4 tag holding `body` as its frames' bytes (a footer after it when asked)."""
+    size = len(body)
+    syncsafe = bytes((size >> s) & 0x7F for s in (21, 14, 7, 0))
+    flags = 0x10 if footer else 0
+    return b"ID3\x04\x00" + bytes([flags]) + syncsafe + body + (b"3DI\x04\x00" + bytes([flags]) + syncsafe if footer else b"")
+
+
+def test_the_embedded_cover_is_found_behind_stacked_id3v2_tags(base_flac, tmp_path):
+    """Two ID3v2 tags in front of fLaC, the second with a footer (mutagen alone finds no
+    FLAC there): the track still gets its own embedded front cover, not the folder's file."""
+    src = tmp_path / "prefixed.flac"
+    shutil.copy(base_flac, src)
+    front = make_image(120, 7)
+    pic = Picture()
+    pic.type, pic.mime, pic.data = 3, "image/jpeg", front
+    audio = FLAC(str(src))
+    audio.add_picture(pic)
+    audio.save()
+    src.write_bytes(_id3v2(b"\0" * 20, False) + _id3v2(b"\0" * 30, True) + src.read_bytes())
+    cover = tmp_path / "cover.jpg"
+    cover.write_bytes(make_image(80, 9))
+    notes: list = []
+    got = art.load_art(str(src), str(cover), 0, notes=notes)
+    assert got is not None and got.data == front and got.type == 3, notes

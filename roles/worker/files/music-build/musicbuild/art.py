@@ -27,7 +27,7 @@ import os
 import warnings
 from dataclasses import dataclass
 
-from mutagen.flac import FLAC, Picture
+from mutagen.flac import Picture
 from mutagen.id3 import PictureType
 
 from .fsutil import atomic_write, write_json
@@ -436,8 +436,10 @@ def load_art(source_path: str, cover_file: str | list[str] | None, max_size: int
     """The track's picture: the first candidate (see the module's docstring) that can be
     used, prepared for `max_size`, with its true type. Each candidate left out before it is a
     note in `notes`: what, why, and what was used instead."""
+    from .source import flac_metadata  # (source.py imports this module)
+
     try:
-        pictures = list(FLAC(source_path).pictures)
+        pictures = list(flac_metadata(source_path).pictures)  # past any ID3v2 tags in front
     except Exception:
         pictures = []  # a source whose metadata cannot be read fails in its encode, not here
     covers = [cover_file] if isinstance(cover_file, str) else list(cover_file or [])

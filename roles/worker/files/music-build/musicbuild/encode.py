@@ -24,7 +24,7 @@ import wave
 from . import profile as music_profile
 from . import tags
 from .art import load_art
-from .source import SourceError, read_streaminfo
+from .source import SourceError, read_streaminfo, start_decoder
 from .fsutil import describe, display, mount_point, oserror_in, write_json
 
 def journal(music_dir: str, **event) -> None:
@@ -258,8 +258,9 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str
     # The upstream programs' messages go to files: a damaged source can make the decoder say
     # more than a pipe holds, which would stop it while the encoder waits for its audio.
     with tempfile.TemporaryFile() as dec_log, tempfile.TemporaryFile() as conv_log:
-        decoder = subprocess.Popen(["flac", "--decode", "--stdout", "--silent", "--", src],
-                                   stdout=subprocess.PIPE, stderr=dec_log)
+        # the FLAC stream alone: past ID3v2 tags in front, short of tags appended after it
+        decoder = start_decoder(src, stream, ["--decode", "--stdout", "--silent"], stdout=subprocess.PIPE,
+                                stderr=dec_log)
         feed, converter = decoder.stdout, None
         if convert:
             converter = subprocess.Popen(convert, stdin=feed, stdout=subprocess.PIPE, stderr=conv_log)
@@ -286,11 +287,11 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str
         raise TransientError(f"{codec} encoder ({argv[0]}) {_ended(encoder.returncode)}: "
                              + _last_line(enc_err, "no message"))
     if decoder.returncode > 0 and os.path.exists(src):
-        alone = subprocess.run(["flac", "--test", "--silent", "--", src], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+        alone = start_decoder(src, stream, ["--test", "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        alone_err = alone.communicate()[1]
         if alone.returncode != 0 and os.path.exists(src):
             raise SourceError("FLAC decode failed (truncated or damaged audio): "
-                                   + _last_line(alone.stderr or dec_err, "decoder exited with %d" % decoder.returncode))
+                              + _last_line(alone_err or dec_err, "decoder exited with %d" % decoder.returncode))
     if not os.path.exists(src):
         raise TransientError("the source file is gone (moved or deleted during the build)")
     if converter is not None and converter.returncode != 0:
