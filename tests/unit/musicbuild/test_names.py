@@ -244,3 +244,65 @@ def test_a_long_extension_cut_at_a_space_leaves_no_trailing_space():
     assert names.fat32_component("0.000000000\U00010000\U00010000 \U00010000") == "0.000000000\U00010000\U00010000"
     assert names.fat32_component("a.bcdefghijklmno pq") == "a.bcdefghijklmno"
     assert names.is_fat32_safe(names.fat32_path("0.000000000\U00010000\U00010000 /0.mp3"))
+
+
+# ------------------------------------------------------------------ names styles (issue 15)
+
+def test_exfat_names_lose_what_exfat_or_windows_refuse_and_keep_the_rest():
+    assert names.exfat_component('Album 1: Songs of Spring?') == "Album 1_ Songs of Spring_"
+    assert names.exfat_component('a"b*c<d>e|f\\g\x01h') == "a_b_c_d_e_f_g_h"
+    assert names.exfat_component("Trailing dots... ") == "Trailing dots"
+    assert names.exfat_component("CON.mp3") == "CON.mp3"            # no DOS devices on exFAT
+    assert names.exfat_component(" Leading space") == " Leading space"
+    assert names.exfat_component("Björk – Ünïcode 東京") == "Björk – Ünïcode 東京"
+    assert names.exfat_component("bad\udcffbyte") == "bad_byte"   # no UTF-16 for a lone surrogate
+
+
+def test_exfat_names_are_cut_to_255_utf16_units_and_255_bytes_keeping_the_extension():
+    emoji = names.exfat_component("😀" * 200 + ".opus")  # two UTF-16 units and four bytes each
+    assert emoji.endswith(".opus") and len(emoji.encode()) <= 255 and names.utf16_len(emoji) <= 255
+    ascii_long = names.exfat_component("x" * 300 + ".flac")
+    assert ascii_long == "x" * 250 + ".flac"
+    assert names.exfat_component("é" * 200 + ".mp3") == "é" * 125 + ".mp3"  # 250 + 4 bytes
+
+
+@given(relpaths)
+def test_exfat_path_is_always_safe_and_idempotent(relpath):
+    out = names.exfat_path(relpath)
+    assert names.is_exfat_safe(out), out
+    assert names.exfat_path(out) == out
+
+
+def test_exfat_assignments_fold_case_as_the_device_does():
+    wanted = {"a": "Live/Song.opus", "b": "live/song.opus", "c": "Other/Song.opus"}
+    out = names.assign_dests(wanted, {}, names.naming("exfat"))
+    assert out == {"a": "Live/Song.opus", "b": "Live/song (2).opus", "c": "Other/Song.opus"}
+    assert names.assign_dests(wanted, {}, names.naming("posix")) == wanted
+
+
+def test_a_profile_chooses_its_names():
+    rel = "Ärzte/Album 1: Spring?/01 Ça va.flac"
+    assert names.desired_dest(rel, "opus", names.Naming("exfat")) == "Ärzte/Album 1_ Spring_/01 Ça va.opus"
+    assert names.desired_dest(rel, "opus", names.Naming("posix")) == "Ärzte/Album 1: Spring?/01 Ça va.opus"
+    assert names.desired_dest(rel, "mp3", names.Naming("fat32")) == "Ärzte/Album 1_ Spring_/01 Ça va.mp3"
+    assert names.desired_dest(rel, "mp3", names.Naming("fat32", ascii=True)) == "Arzte/Album 1_ Spring_/01 Ca va.mp3"
+    assert names.desired_dest("東京/½.flac", "opus", names.Naming("exfat", ascii=True)) == "Dong Jing/1_2.opus"
+    assert names.desired_dest(rel, "mp3", True) == names.desired_dest(rel, "mp3", names.Naming("fat32"))
+    assert names.naming({"names": "exfat", "ascii_names": True}) == names.Naming("exfat", True)
+
+
+def test_playlists_take_the_profiles_names():
+    albums = {"Ärzte/Live: 1999": ["Ärzte/Live: 1999/1.flac"]}
+    for how, expected in ((names.Naming("exfat"), "Ärzte/Live_ 1999/Live_ 1999.m3u8"),
+                          (names.Naming("exfat", ascii=True), "Arzte/Live_ 1999/Live_ 1999.m3u8"),
+                          (names.Naming("fat32", ascii=True), "Arzte/Live_ 1999/Live_ 1999.m3u8"),
+                          (names.Naming("posix"), "Ärzte/Live: 1999/Live: 1999.m3u8")):
+        wanted = {"Ärzte/Live: 1999/1.flac": names.desired_dest("Ärzte/Live: 1999/1.flac", "mp3", how)}
+        assert names.playlist_wanted(albums, wanted, how) == {"Ärzte/Live: 1999/": expected}, how
+
+
+def test_posix_names_fit_a_linux_filesystem():
+    long = "é" * 127 + ".wav"  # 258 bytes once .wav is .flac
+    out = names.desired_dest(long, "flac", names.Naming("posix"))
+    assert out.endswith(".flac") and len(out.encode()) <= 255
+    assert names.desired_dest("a/b.flac", "opus", names.Naming("posix")) == "a/b.opus"

@@ -1,6 +1,8 @@
-"""Output names: index keys that are safe for tup, and FAT32/car-stereo-safe paths.
+"""Output names: index keys that are safe for tup, and the names each profile's `names`
+style gives its outputs: `exfat` (SD cards, Android), `fat32` (car stereos) or `posix`, with
+`ascii_names` transliterating them first.
 
-Pure functions, no I/O.
+Pure functions, no I/O (Unidecode is imported only for `ascii_names`).
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import hashlib
 import posixpath
 import re
 import unicodedata
+from dataclasses import dataclass
 
 # Control characters (C0, DEL, C1) and the line and paragraph separators: a playlist line or a
 # listing cannot hold them (several readers, Python's str.splitlines among them, end a line at
@@ -22,6 +25,46 @@ DOS_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} |
 FAT32_MAX_COMPONENT = 64
 FAT32_MAX_PATH = 240
 MIN_STEM = 8
+# exFAT (the exFAT specification, section 7.7.3, and exfat-fuse / mkfs.exfat as tried): these
+# and the C0 controls are refused in a name; a name holds 255 UTF-16 code units. Names that
+# differ only in case are one name (its up-case table). Trailing dots and spaces are written
+# by exfat-fuse but Windows cannot open such a file (its API strips them), so they go too.
+EXFAT_FORBIDDEN = set('"*/:<>?\\|') | CONTROLS
+EXFAT_MAX_COMPONENT = 255
+# A name in the builds tree itself (ext4 and the like): at most 255 bytes of UTF-8.
+POSIX_MAX_BYTES = 255
+STYLES = ("exfat", "fat32", "posix")
+
+
+@dataclass(frozen=True)
+class Naming:
+    """A profile's names: its style (STYLES) and whether they are transliterated to ASCII."""
+    style: str = "posix"
+    ascii: bool = False
+
+    @property
+    def fat32(self) -> bool:
+        return self.style == "fat32"
+
+    @property
+    def folds_case(self) -> bool:
+        """Names that differ only in case are one name on the device."""
+        return self.style in ("fat32", "exfat")
+
+
+def naming(value) -> Naming:
+    """A Naming from a normalised profile (its `names` and `ascii_names`), a style name, a
+    Naming, or a bool (True: fat32, False: posix, as `fat32_names` once was)."""
+    if isinstance(value, Naming):
+        return value
+    if isinstance(value, dict):
+        style = value.get("names") or ("fat32" if value.get("fat32_names") else "posix")
+        return Naming(style, bool(value.get("ascii_names")))
+    if isinstance(value, str):
+        if value not in STYLES:
+            raise ValueError(f"unknown names style {value!r}")
+        return Naming(value)
+    return Naming("fat32" if value else "posix")
 
 
 def digest(text: str, length: int = 10) -> str:
@@ -120,14 +163,104 @@ def is_fat32_safe(relpath: str, max_component: int = FAT32_MAX_COMPONENT, max_pa
     return True
 
 
-def with_suffix_number(relpath: str, number: int, fat32: bool) -> str:
-    """'a/b/Song.mp3' -> 'a/b/Song (2).mp3', kept within the FAT32 limits when asked."""
+def _cut_bytes(text: str, size: int) -> str:
+    """The longest prefix of `text` within `size` bytes of UTF-8."""
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) <= size:
+        return text
+    return data[:size].decode("utf-8", "ignore")
+
+
+def _fits(text: str, units: int, size: int = POSIX_MAX_BYTES) -> str:
+    """The longest prefix of `text` within `units` UTF-16 code units and `size` UTF-8 bytes."""
+    return _cut_bytes(_cut(text, units), size)
+
+
+def _bounded_component(name: str, units: int) -> str:
+    """`name` cut to `units` UTF-16 units and POSIX_MAX_BYTES, its extension kept."""
+    if utf16_len(name) <= units and len(name.encode("utf-8", "surrogateescape")) <= POSIX_MAX_BYTES:
+        return name
+    stem, ext = split_ext(name)
+    ext = _fits(ext, 16, 32)
+    ext_bytes = len(ext.encode("utf-8", "surrogateescape"))
+    stem = _fits(stem, max(1, units - utf16_len(ext)), max(1, POSIX_MAX_BYTES - ext_bytes))
+    return stem + ext
+
+
+def exfat_component(name: str) -> str:
+    """One path component an exFAT filesystem takes and Windows opens: EXFAT_FORBIDDEN
+    characters and lone surrogates (bytes that are no UTF-8) as '_', no trailing dot or
+    space, within 255 UTF-16 units and 255 bytes (the builds tree's own limit), the
+    extension kept."""
+    name = "".join("_" if ch in EXFAT_FORBIDDEN or unicodedata.category(ch) == "Cs" else ch for ch in name)
+    name = name.rstrip(". ") or "_"
+    if name in (".", ".."):
+        name = "_"
+    name = _bounded_component(name, EXFAT_MAX_COMPONENT)
+    return name.rstrip(". ") or "_"
+
+
+def exfat_path(relpath: str) -> str:
+    parts = [exfat_component(p) for p in relpath.split("/") if p not in ("", ".", "..")]
+    return "/".join(parts) or "_"
+
+
+def is_exfat_safe(relpath: str) -> bool:
+    """What `exfat_path` promises, checked independently."""
+    for part in relpath.split("/"):
+        if not part or part in (".", "..") or part != part.rstrip(". "):
+            return False
+        if any(ch in EXFAT_FORBIDDEN or unicodedata.category(ch) == "Cs" for ch in part):
+            return False
+        if utf16_len(part) > EXFAT_MAX_COMPONENT or len(part.encode("utf-8")) > POSIX_MAX_BYTES:
+            return False
+    return True
+
+
+def posix_path(relpath: str) -> str:
+    """The source's path with control characters replaced, each name within 255 bytes."""
+    return "/".join(_bounded_component(p, 10 ** 6) for p in without_controls(relpath).split("/"))
+
+
+def asciify(relpath: str) -> str:
+    """Each name transliterated to ASCII as beets' `asciify_paths` does (Unidecode, a '/' it
+    makes replaced by '_', the spaces it puts around words ("東京" is "Dong Jing ") stripped
+    as beets' default replacements strip them; a name left empty is '_')."""
+    try:
+        from unidecode import unidecode
+    except ImportError:  # said once, as the build's own error, not a traceback
+        raise RuntimeError("ascii_names needs the Unidecode library (Debian: python3-unidecode; "
+                           "pip: Unidecode)") from None
+    return "/".join((unidecode(p).replace("/", "_").strip() or "_") if p else p for p in relpath.split("/"))
+
+
+def style_path(relpath: str, how) -> str:
+    """`relpath` as profile names of `how` (a Naming, style or bool) make it."""
+    how = naming(how)
+    if how.ascii:
+        relpath = asciify(relpath)
+    if how.style == "fat32":
+        return fat32_path(relpath)
+    if how.style == "exfat":
+        return exfat_path(relpath)
+    return posix_path(relpath)
+
+
+def with_suffix_number(relpath: str, number: int, fat32) -> str:
+    """'a/b/Song.mp3' -> 'a/b/Song (2).mp3', kept within the style's limits."""
+    how = naming(fat32)
     head, name = posixpath.split(relpath)
     stem, ext = split_ext(name)
     suffix = f" ({number})"
-    if fat32:
+    if how.fat32:
         room = min(FAT32_MAX_COMPONENT, FAT32_MAX_PATH - utf16_len(head) - 1) - utf16_len(ext + suffix)
         stem = _cut(stem, max(1, room)).rstrip(". ") or "_"
+    else:
+        units = (EXFAT_MAX_COMPONENT if how.style == "exfat" else 10 ** 6) - utf16_len(ext + suffix)
+        size = POSIX_MAX_BYTES - len((ext + suffix).encode("utf-8", "surrogateescape"))
+        stem = _fits(stem, max(1, units), max(1, size))
+        if how.style == "exfat":
+            stem = stem.rstrip(". ") or "_"
     return posixpath.join(head, stem + suffix + ext)
 
 
@@ -137,12 +270,13 @@ def without_controls(relpath: str) -> str:
     return "".join("_" if ch in CONTROLS else ch for ch in relpath)
 
 
-def desired_dest(relpath: str, new_ext: str | None, fat32: bool) -> str:
-    """Where one source lands in a profile's tree, before collisions are resolved."""
+def desired_dest(relpath: str, new_ext: str | None, fat32) -> str:
+    """Where one source lands in a profile's tree, before collisions are resolved. `fat32`:
+    the profile's Naming (or style, or a bool: True fat32, False posix)."""
     if new_ext is not None:
         stem, _ = split_ext(relpath)
         relpath = f"{stem}.{new_ext}"
-    return fat32_path(relpath) if fat32 else without_controls(relpath)
+    return style_path(relpath, fat32)
 
 
 def playlist_key(album: str) -> str:
@@ -151,7 +285,7 @@ def playlist_key(album: str) -> str:
     return album + "/"
 
 
-def playlist_wanted(albums: dict[str, list[str]], wanted: dict[str, str], fat32: bool) -> dict[str, str]:
+def playlist_wanted(albums: dict[str, list[str]], wanted: dict[str, str], fat32) -> dict[str, str]:
     """Where each album's playlist would go, before collisions are resolved: beside the
     album's tracks (`wanted`: track -> desired destination), in the folder most of them land
     in (a long path can be cut differently per track), named after the album folder.
@@ -163,9 +297,13 @@ def playlist_wanted(albums: dict[str, list[str]], wanted: dict[str, str], fat32:
             continue
         folder = min(set(folders), key=lambda f: (-folders.count(f), f))
         name = (posixpath.basename(album) or "playlist") + ".m3u8"
-        if not fat32:
-            out[playlist_key(album)] = without_controls(posixpath.join(folder, name))
+        how = naming(fat32)
+        if not how.fat32:
+            # the folder is the tracks' (already styled); the name is styled as theirs are
+            out[playlist_key(album)] = posixpath.join(folder, style_path(name, how))
             continue
+        if how.ascii:
+            name = asciify(name)
         # Within the path limit by a shorter name, not by a cut folder (a folder of its own).
         stem, ext = split_ext(fat32_component(name))
         room = FAT32_MAX_PATH - utf16_len(folder) - 1 - utf16_len(ext) if folder else FAT32_MAX_COMPONENT
@@ -192,7 +330,7 @@ def m3u_path(relpath: str) -> str | None:
     return relpath
 
 
-def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], fat32: bool,
+def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], fat32,
                  yielding: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
     """Give every key a distinct destination.
 
@@ -201,9 +339,11 @@ def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], f
     keeps what it had, so adding a file never renames another one's output.
     Among the keys that get a name now, those in `yielding` (the playlists the build
     writes) give way to the others (the library's own files).
-    On FAT32 names compare case-insensitively and folders that differ only in case
-    are merged under the first spelling.
+    On FAT32 and exFAT (`fat32`: the profile's Naming, or a bool as before) names compare
+    case-insensitively and folders that differ only in case are merged under the first spelling.
     """
+    how = naming(fat32)
+    fat32 = how.folds_case  # what follows folds case where the device does
     fold = (lambda s: s.casefold()) if fat32 else (lambda s: s)
     taken: set[str] = set()
     folders: dict[str, str] = {}
@@ -229,7 +369,7 @@ def assign_dests(wanted: dict[str, str], previous: dict[str, tuple[str, str]], f
         number = 1
         while fold(candidate) in taken:
             number += 1
-            candidate = with_suffix_number(desired, number, fat32)
+            candidate = with_suffix_number(desired, number, how)
         taken.add(fold(candidate))
         result[key] = candidate
     return result
