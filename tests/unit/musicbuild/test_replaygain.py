@@ -26,7 +26,7 @@ TABLE = (
 
 # --- loudgain's table ---------------------------------------------------------------------------
 
-def test_parse_output_reads_gain_and_true_peak_by_column_name():
+def test_parse_output_reads_loudness_and_true_peak_by_column_name():
     assert rg.parse_output(TABLE, ["0001.flac", "0002.flac"]) == {
         "tracks": [(-6.86, 0.300296), (-1.37, 0.4403)], "album": (-6.04, 0.4403)}
     # columns found by the header, whatever their order; blank lines and warnings around ignored
@@ -37,14 +37,14 @@ def test_parse_output_reads_gain_and_true_peak_by_column_name():
 
 @pytest.mark.parametrize("text, names, says", [
     ("", ["0001.flac"], "no result table"),
-    (TABLE.replace("\tGain\t", "\tGainX\t"), ["0001.flac", "0002.flac"], "no Gain"),
+    (TABLE.replace("\tLoudness\t", "\tLoud\t"), ["0001.flac", "0002.flac"], "no Loudness"),
     (TABLE, ["0002.flac", "0001.flac"], "not ['0002.flac'"),                    # order
     (TABLE, ["0001.flac"], "not ['0001.flac']"),                                 # one row too many
     ("\n".join(TABLE.splitlines()[:-1]), ["0001.flac", "0002.flac"], "and Album"),  # no album row
-    (TABLE.replace("-6.86 dB", "inf dB").replace("-11.14 LUFS", "-inf LUFS"), ["0001.flac", "0002.flac"],
+    (TABLE.replace("-11.14 LUFS", "-inf LUFS"), ["0001.flac", "0002.flac"],
      "0001.flac: no loudness measured"),
-    (TABLE.replace("-1.37 dB", "n/a"), ["0001.flac", "0002.flac"], "no gain and peak"),
-    (TABLE.replace("0.440300\t-7.13", "-nan\t-7.13", 1), ["0001.flac", "0002.flac"], "no gain and peak"),
+    (TABLE.replace("-16.63 LUFS", "n/a"), ["0001.flac", "0002.flac"], "no loudness and peak"),
+    (TABLE.replace("0.440300\t-7.13", "-nan\t-7.13", 1), ["0001.flac", "0002.flac"], "no loudness and peak"),
 ])
 def test_parse_output_refuses_what_it_cannot_trust(text, names, says):
     with pytest.raises(rg.ScannerError, match=says.replace("[", r"\[")):
@@ -229,3 +229,13 @@ def test_an_unexpected_error_is_a_note_and_tried_again_next_build():
     assert out == {"A/1.flac": {"note": "ReplayGain not computed: FileNotFoundError: [Errno 2] No such file or "
                                         "directory: '/src/A/1.flac'"}}
     assert cache["replaygain"] == {}
+
+
+def test_opus_is_measured_against_the_replaygain_reference(tmp_path):
+    """loudgain's own Gain column for Opus is against -23 LUFS; the tags say -18 LUFS."""
+    flac, opus = tmp_path / "a.flac", tmp_path / "a.opus"
+    sox(flac, "sine", "440", "vol", "0.3")
+    subprocess.run(["opusenc", "--quiet", str(flac), str(opus)], check=True)
+    (g_flac, _), = rg.measure([str(flac)], str(tmp_path / "w"))["tracks"]
+    (g_opus, _), = rg.measure([str(opus)], str(tmp_path / "w"))["tracks"]
+    assert abs(g_opus - g_flac) < 0.2

@@ -40,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 # What a cached measurement was made with: a change here measures every album again.
 METHOD = "loudgain -a -s s -O (ReplayGain 2.0, -18 LUFS, true peak)"
 LOUDGAIN = "loudgain"
+REFERENCE_LUFS = -18.0  # ReplayGain 2.0
 PAIRS = {
     "track": ("REPLAYGAIN_TRACK_GAIN", "REPLAYGAIN_TRACK_PEAK"),
     "album": ("REPLAYGAIN_ALBUM_GAIN", "REPLAYGAIN_ALBUM_PEAK"),
@@ -87,7 +88,9 @@ def album_id(fingerprints: list) -> str:
 
 def parse_output(text: str, names: list[str], album: bool = True) -> dict:
     """loudgain -O's table for `names` (in the order given) -> {"tracks": [(gain, peak)],
-    "album": (gain, peak)}. Columns are found by the header's names; every file given must
+    "album": (gain, peak)}: the ReplayGain 2.0 gain is -18 LUFS minus the Loudness column (not
+    its Gain column, which is against -23 LUFS for Opus files), the peak its True_Peak.
+    Columns are found by the header's names; every file given must
     have its row, in order, and the Album row must be there (with `album`). A file without
     measurable loudness (-inf LUFS, an infinite gain: silence, or audio loudgain's decoder
     cannot read) is a ScannerError naming it."""
@@ -96,18 +99,19 @@ def parse_output(text: str, names: list[str], album: bool = True) -> dict:
     if header is None:
         raise ScannerError("loudgain printed no result table")
     try:
-        gain_col, peak_col = header.index("Gain"), header.index("True_Peak")
+        loud_col, peak_col = header.index("Loudness"), header.index("True_Peak")
     except ValueError:
-        raise ScannerError(f"loudgain's table has no Gain or True_Peak column: {' '.join(header)}") from None
+        raise ScannerError(f"loudgain's table has no Loudness or True_Peak column: {' '.join(header)}") from None
     body = [r for r in rows[rows.index(header) + 1:] if len(r) == len(header)]
 
     def values(row) -> tuple[float, float]:
-        gain, peak = _number(row[gain_col]), _number(row[peak_col])
-        if gain is not None and abs(gain) == float("inf"):
+        loudness, peak = _number(row[loud_col]), _number(row[peak_col])
+        if loudness is not None and abs(loudness) == float("inf"):
             raise NoLoudness(f"{row[0]}: {NO_LOUDNESS}")
-        if gain is None or peak is None or not -100 < gain < 100 or not 0 <= peak < 1000:
-            raise ScannerError(f"loudgain's row for {row[0]} holds no gain and peak: {row[gain_col]!r}, {row[peak_col]!r}")
-        return gain, peak
+        if loudness is None or peak is None or not -150 < loudness < 50 or not 0 <= peak < 1000:
+            raise ScannerError(f"loudgain's row for {row[0]} holds no loudness and peak: "
+                               f"{row[loud_col]!r}, {row[peak_col]!r}")
+        return round(REFERENCE_LUFS - loudness, 2), peak
 
     files = body[:-1] if album else body
     if [r[0] for r in files] != names or (album and (len(body) != len(names) + 1 or body[-1][0] != "Album")):
