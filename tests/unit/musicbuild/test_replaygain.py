@@ -119,32 +119,55 @@ class FakeMeter:
         return {"tracks": [(-1.0 - i, 0.5) for i in range(len(paths))], "album": (-2.0, 0.9)}
 
 
-def test_compute_measures_only_albums_that_lack_something_and_only_once():
+def cached(music):
+    return rg.load_cache(str(music / rg.CACHE_NAME))
+
+
+def test_compute_measures_only_albums_that_lack_something_and_only_once(tmp_path):
     sources = {"A/1.flac": entry("a1"), "A/2.flac": entry("a2", ("REPLAYGAIN_TRACK_GAIN", "-9 dB")),
                "B/1.flac": entry("b1", ("REPLAYGAIN_TRACK_GAIN", "-3 dB"), ("REPLAYGAIN_ALBUM_GAIN", "-4 dB"))}
     folders = [folder("A", "1.flac", "2.flac"), folder("B", "1.flac")]
-    meter, cache = FakeMeter(), {}
-    out = rg.compute(folders, sources, COMPUTE, "/src", "/music", cache, measure_fn=meter)
+    meter, music = FakeMeter(), tmp_path
+    out = rg.compute(folders, sources, COMPUTE, "/src", str(music), measure_fn=meter)
     assert meter.calls == [["1.flac", "2.flac"]]                       # B has its own
     assert out == {"A/1.flac": {"tags": rg.gain_tags(-1.0, 0.5, "track") + rg.gain_tags(-2.0, 0.9, "album")},
                    "A/2.flac": {"tags": rg.gain_tags(-2.0, 0.9, "album")}}  # its own track pair kept
     # nothing changed: nothing measured, the same result
-    assert rg.compute(folders, sources, COMPUTE, "/src", "/music", cache, measure_fn=meter) == out
+    assert rg.compute(folders, sources, COMPUTE, "/src", str(music), measure_fn=meter) == out
     assert len(meter.calls) == 1
     # one track's audio changed: its album measured again, whole
     sources["A/2.flac"] = entry("a2-new", ("REPLAYGAIN_TRACK_GAIN", "-9 dB"))
-    rg.compute(folders, sources, COMPUTE, "/src", "/music", cache, measure_fn=meter)
-    assert meter.calls[1:] == [["1.flac", "2.flac"]] and len(cache["replaygain"]) == 1  # the old one dropped
+    rg.compute(folders, sources, COMPUTE, "/src", str(music), measure_fn=meter)
+    assert meter.calls[1:] == [["1.flac", "2.flac"]] and len(cached(music)) == 1  # the old one dropped
 
 
-def test_compute_costs_nothing_without_a_profile_that_computes():
-    meter, cache = FakeMeter(), {"replaygain": {"x": {}}}
+def test_compute_costs_nothing_without_a_profile_that_computes(tmp_path):
+    rg.save_cache(str(tmp_path / rg.CACHE_NAME), {"x": {}})
+    meter = FakeMeter()
     assert rg.compute([folder("A", "1.flac")], {"A/1.flac": entry("a")}, {"flac": {"replaygain": "keep"}},
-                      "/src", "/music", cache, measure_fn=meter) == {}
-    assert meter.calls == [] and cache == {"replaygain": {"x": {}}}
+                      "/src", str(tmp_path), measure_fn=meter) == {}
+    assert meter.calls == [] and cached(tmp_path) == {"x": {}}  # kept for when a profile computes again
 
 
-def test_compute_skips_stale_folders_and_notes_failures():
+def test_measurements_are_saved_while_measuring(tmp_path, monkeypatch):
+    """An interrupted first scan keeps what it measured: the cache is written as albums finish."""
+    monkeypatch.setattr(rg, "SAVE_EVERY", -1)
+    seen = []
+
+    def meter(paths, workdir, seconds, decode=()):
+        seen.append(paths)
+        if len(seen) == 3:
+            raise KeyboardInterrupt  # the build stopped while the third album was measured
+        return {"tracks": [(-1.0, 0.5)], "album": (-1.0, 0.5)}
+
+    folders = [folder(f"A{i}", "1.flac") for i in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        rg.compute(folders, {f"A{i}/1.flac": entry(f"a{i}") for i in range(3)}, COMPUTE, "/src", str(tmp_path),
+                   jobs=1, measure_fn=meter)
+    assert len(seen) == 3 and len(cached(tmp_path)) == 2
+
+
+def test_compute_skips_stale_folders_and_notes_failures(tmp_path):
     sources = {"A/1.flac": entry("a1"), "A/2.flac": entry("a2"), "S/1.flac": entry("s1"),
                "B/1.flac": entry("b1"), "B/2.flac": entry("b2", ("REPLAYGAIN_TRACK_GAIN", "-1 dB"),
                                                           ("REPLAYGAIN_ALBUM_GAIN", "-1 dB"))}
@@ -154,15 +177,14 @@ def test_compute_skips_stale_folders_and_notes_failures():
             return {"failed": {1: "Could not find audio stream"}}
         raise rg.ScannerError("loudgain is not installed (the Debian package loudgain)")
 
-    cache = {}
     out = rg.compute([folder("A", "1.flac", "2.flac"), folder("S", "1.flac", stale=True),
-                      folder("B", "1.flac", "2.flac")], sources, COMPUTE, "/src", "/music", cache, measure_fn=meter)
+                      folder("B", "1.flac", "2.flac")], sources, COMPUTE, "/src", str(tmp_path), measure_fn=meter)
     assert out == {
         "A/1.flac": {"note": "ReplayGain not computed: loudgain could not measure 2.flac of its album"},
         "A/2.flac": {"note": "ReplayGain not computed: loudgain could not measure this file: Could not find audio stream"},
         "B/1.flac": {"note": "ReplayGain not computed: loudgain is not installed (the Debian package loudgain)"},
     }  # B/2.flac has its own; the stale folder is left as the last build saw it
-    assert list(cache["replaygain"].values()) == [{"failed": {"1": "Could not find audio stream"}}]  # not the missing scanner
+    assert list(cached(tmp_path).values()) == [{"failed": {"1": "Could not find audio stream"}}]  # not the missing scanner
 
 
 # --- the real loudgain, on copies -----------------------------------------------------------------
@@ -219,16 +241,15 @@ def test_measure_without_loudgain_says_so(tmp_path, monkeypatch):
         rg.measure([str(a)], str(tmp_path / "w"))
 
 
-def test_an_unexpected_error_is_a_note_and_tried_again_next_build():
+def test_an_unexpected_error_is_a_note_and_tried_again_next_build(tmp_path):
     def meter(paths, workdir, seconds, decode=()):
         raise FileNotFoundError(2, "No such file or directory", paths[0])
 
-    cache = {}
-    out = rg.compute([folder("A", "1.flac")], {"A/1.flac": entry("a1")}, COMPUTE, "/src", "/music", cache,
+    out = rg.compute([folder("A", "1.flac")], {"A/1.flac": entry("a1")}, COMPUTE, "/src", str(tmp_path),
                      measure_fn=meter)
     assert out == {"A/1.flac": {"note": "ReplayGain not computed: FileNotFoundError: [Errno 2] No such file or "
                                         "directory: '/src/A/1.flac'"}}
-    assert cache["replaygain"] == {}
+    assert cached(tmp_path) == {}
 
 
 def test_opus_is_measured_against_the_replaygain_reference(tmp_path):
