@@ -59,6 +59,7 @@ def test_parse_output_refuses_what_it_cannot_trust(text, names, says):
     ([("REPLAYGAIN_ALBUM_GAIN", "+1.2 dB")], ["track"]),
     ([("REPLAYGAIN_TRACK_GAIN", ""), ("REPLAYGAIN_ALBUM_GAIN", "loud")], ["track", "album"]),  # no number
     ([("REPLAYGAIN_TRACK_GAIN", "-1 dB"), ("REPLAYGAIN_ALBUM_GAIN", "-2 dB")], []),
+    ([("R128_TRACK_GAIN", "-2816")], ["album"]),                                    # an Opus source's own
 ])
 def test_missing_parts(pairs, missing):
     assert rg.missing_parts(pairs) == missing

@@ -75,9 +75,11 @@ def wants_compute(profiles: dict[str, dict]) -> bool:
 
 def missing_parts(pairs) -> list[str]:
     """The pairs ("track", "album") a source's tags lack: a pair is there when its gain is
-    (a value that starts with a number, as players read it)."""
+    (a value that starts with a number, as players read it), as REPLAYGAIN_* or, in an Opus
+    source, R128_* (its own gain, never replaced by a computed one)."""
     present = {str(k).upper() for k, v in pairs if _number(v) is not None}
-    return [part for part, (gain, _) in PAIRS.items() if gain not in present]
+    return [part for part, (gain, _) in PAIRS.items()
+            if gain not in present and f"R128_{part.upper()}_GAIN" not in present]
 
 
 def _number(value) -> float | None:
