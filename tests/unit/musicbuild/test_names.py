@@ -306,3 +306,15 @@ def test_posix_names_fit_a_linux_filesystem():
     out = names.desired_dest(long, "flac", names.Naming("posix"))
     assert out.endswith(".flac") and len(out.encode()) <= 255
     assert names.desired_dest("a/b.flac", "opus", names.Naming("posix")) == "a/b.opus"
+
+
+def test_ascii_names_without_unidecode_is_one_line_of_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "unidecode", None)  # import fails
+    try:
+        names.desired_dest("Björk/x.flac", "mp3", names.Naming("exfat", ascii=True))
+    except OSError as exc:  # music-build reports an OSError as one line
+        assert "Unidecode" in str(exc) and "\n" not in str(exc)
+    else:
+        raise AssertionError("no error")

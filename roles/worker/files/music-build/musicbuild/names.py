@@ -222,15 +222,19 @@ def posix_path(relpath: str) -> str:
     return "/".join(_bounded_component(p, 10 ** 6) for p in without_controls(relpath).split("/"))
 
 
+class MissingLibrary(OSError):
+    """A library a profile's setting needs is not installed (music-build's one-line error)."""
+
+
 def asciify(relpath: str) -> str:
     """Each name transliterated to ASCII as beets' `asciify_paths` does (Unidecode, a '/' it
     makes replaced by '_', the spaces it puts around words ("東京" is "Dong Jing ") stripped
     as beets' default replacements strip them; a name left empty is '_')."""
     try:
         from unidecode import unidecode
-    except ImportError:  # said once, as the build's own error, not a traceback
-        raise RuntimeError("ascii_names needs the Unidecode library (Debian: python3-unidecode; "
-                           "pip: Unidecode)") from None
+    except ImportError:  # an OSError: music-build says it in one line, as a missing file
+        raise MissingLibrary("ascii_names needs the Unidecode library (Debian: python3-unidecode; "
+                             "pip: Unidecode)") from None
     return "/".join((unidecode(p).replace("/", "_").strip() or "_") if p else p for p in relpath.split("/"))
 
 
