@@ -115,6 +115,9 @@ def test_stream_from_probe():
     s = formats.stream_from_probe({"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "44100",
                                                 "channels": 2}], "format": {"duration": "3.0"}})
     assert (s.lossy, s.bits, s.length) == ("aac", 16, 3.0)
+    s = formats.stream_from_probe({"streams": [{"codec_type": "audio", "codec_name": "pcm_f32le", "sample_rate": "48000",
+                                                "channels": 2, "bits_per_sample": 32}]})
+    assert (s.lossy, s.bits) == (None, 24)  # a float WAV is given to the encoders as 24-bit integers
     for data, message in (({"streams": []}, "no audio stream"),
                           ({"streams": [{"codec_type": "audio", "codec_name": "wmav2", "sample_rate": "44100",
                                          "channels": 2}]}, "unsupported audio codec wmav2")):
@@ -250,3 +253,45 @@ def test_decoder_gives_the_source_samples(tmp_path):
     _wav(ref, 500, 24)
     raw = subprocess.run(["sox", str(ref), "-t", "raw", "-"], capture_output=True, check=True).stdout
     assert wav[-len(raw):] == raw
+
+
+def test_pipeline_downmixes_a_surround_hires_wav_and_notes_lossy_to_lossy(tmp_path):
+    """run_pipeline with a non-FLAC source: ffmpeg decodes, the audio plan converts as for a
+    FLAC (5.1 at 96 kHz into MP3: a downmix, noted), and a lossy source says it is transcoded."""
+    from mutagen.mp3 import MP3
+
+    from musicbuild.encode import run_pipeline
+
+    wav = tmp_path / "surround.wav"
+    subprocess.run(["sox", "-n", "-r", "96000", "-c", "6", "-b", "24", str(wav), "synth", "0.5", "sine", "440"],
+                   check=True)
+    out, notes = tmp_path / "out.mp3", []
+    run_pipeline(str(wav), "mp3", {"quality": 2}, str(out), notes)
+    info = MP3(out).info
+    assert info.channels == 2 and 0.45 < info.length < 0.6
+    assert any(n.startswith("downmixed 6 channels to 2") for n in notes), notes
+    assert not any("lossy" in n for n in notes)
+
+    ogg = make(tmp_path, ".ogg", 440)
+    out, notes = tmp_path / "out.opus", []
+    run_pipeline(str(ogg), "opus", {"bitrate": 64}, str(out), notes)
+    assert mutagen.File(out).info.length > 0.45
+    assert notes == ["transcoded from vorbis to opus (lossy to lossy: the profile's lossy: transcode)"]
+
+
+def test_damaged_lossless_source_is_a_source_error(tmp_path):
+    from musicbuild.encode import run_pipeline
+
+    good = make(tmp_path, ".wv", 440)
+    data = good.read_bytes()
+    half = len(data) // 2
+    bad = tmp_path / "bad.wv"
+    bad.write_bytes(data[:half] + bytes(1000) + data[half + 1000:])  # 1000 bytes of audio zeroed
+    with pytest.raises(SourceError, match=r"^decode failed \(truncated or damaged audio\): .*CRC error") as exc:
+        run_pipeline(str(bad), "flac", {"compression_level": 5}, str(tmp_path / "o.flac"), [])
+    assert "\n" not in str(exc.value)
+    # a lossy source is decoded as players do, over a damaged frame
+    mp3 = make(tmp_path, ".mp3", 440)
+    data = mp3.read_bytes()
+    mp3.write_bytes(data[:len(data) // 2] + bytes(300) + data[len(data) // 2 + 300:])
+    run_pipeline(str(mp3), "opus", {"bitrate": 64}, str(tmp_path / "o.opus"), [])

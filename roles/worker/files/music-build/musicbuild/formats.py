@@ -113,7 +113,7 @@ def stream_from_probe(data: dict) -> Stream:
     else:
         bits = int(s.get("bits_per_raw_sample") or 0) or int(s.get("bits_per_sample") or 0) or 16
         if codec.startswith("pcm_f"):
-            bits = 32  # float: given to the encoders as 32-bit integers
+            bits = 24  # float: as 24-bit integers, what FLAC, every encoder and ffmpeg 5.1 read
     length = 0.0
     for value in (s.get("duration"), data.get("format", {}).get("duration")):
         try:
@@ -183,9 +183,16 @@ def pcm_codec(bits: int) -> str:
     return "pcm_s16le" if bits <= 16 else "pcm_s24le" if bits <= 24 else "pcm_s32le"
 
 
+def strictness(stream: Stream) -> list[str]:
+    """ffmpeg's input options for a source: a lossless one fails on a damaged frame (its CRCs
+    checked, as flac does for a FLAC), so a damaged source is reported rather than encoded
+    with a glitch; a lossy one is decoded as players do, over a damaged frame."""
+    return [] if stream.lossy else ["-err_detect", "crccheck+explode", "-xerror"]
+
+
 def decoder_command(path: str, stream: Stream) -> list[str]:
     """ffmpeg decoding the source's first audio stream to WAV on stdout, at its sample size."""
-    return ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", path, "-map", "0:a:0",
+    return ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", *strictness(stream), "-i", path, "-map", "0:a:0",
             "-c:a", pcm_codec(stream.bits), "-flags", "+bitexact", "-fflags", "+bitexact", "-f", "wav", "-"]
 
 
@@ -193,9 +200,9 @@ def start_decoder(path: str, stream: Stream, stdout, stderr) -> subprocess.Popen
     return subprocess.Popen(decoder_command(path, stream), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
 
 
-def check_decodes(path: str) -> None:
+def check_decodes(path: str, stream: Stream) -> None:
     """A SourceError when the source does not decode by itself (damaged audio)."""
-    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", path, "-map", "0:a:0",
+    done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *strictness(stream), "-i", path, "-map", "0:a:0",
                            "-f", "null", "-"], capture_output=True, timeout=600)
     if done.returncode != 0 and os.path.exists(path):
         raise _source_error()("decode failed (truncated or damaged audio): "
