@@ -63,11 +63,15 @@ def make_sources(src: Path) -> None:
                                                 "DATE": "1959-08-17", "TRACKNUMBER": str(t + 1)})
 
 
-def build(src: Path, builds: Path, profiles: dict) -> dict:
+def configure(builds: Path, profiles: dict) -> None:
     for name, profile in profiles.items():
         folder = builds / ".music/tup" / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "tup.config").write_text(render_tup_config(name, profile))
+
+
+def build(src: Path, builds: Path, profiles: dict) -> dict:
+    configure(builds, profiles)
     run = subprocess.run([str(MUSIC_BUILD), "--sources", str(src), "--builds", str(builds), "--jobs", "2"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
@@ -230,7 +234,14 @@ def test_subsets_names_and_id3v23_on_real_devices(world):
     assert "::/Jazz/Kind of Blue_ Live_/01 So What.mp3" in listing
 
     # 3. the car's subset changes to Rock: 2 of its 3 tracks go (no guard: their sources are there)
-    third = build(src, builds, {"car": {**CAR, "id3": "2.3", "include": {"paths": ["Rock/**"]}}, "phone": PHONE})
+    rock = {"car": {**CAR, "id3": "2.3", "include": {"paths": ["Rock/**"]}}, "phone": PHONE}
+    configure(builds, rock)
+    dry = subprocess.run([str(MUSIC_BUILD), "--sources", str(src), "--builds", str(builds), "--dry-run"],
+                         capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr  # --check says the same: removals, and no refusal
+    plan = json.loads(dry.stdout)["profiles"]["car"]
+    assert plan["would_remove"]["count"] == 3 and plan["withheld"] is None  # two tracks and a playlist
+    third = build(src, builds, rock)
     assert (third["car"]["removed"], third["car"]["encoded"], third["car"]["unchanged"]) == (2, 2, 1)
     assert third["car"]["outside_subset"] == 6 and third["phone"]["outside_subset"] == 1
     assert sorted(tree(car)) == ["Rock/Loud/01 Loud.mp3", "Rock/Loud/02 Louder.mp3", "Rock/Loud/Loud.m3u8",
