@@ -6,8 +6,9 @@ INFO tags, as ffmpeg writes them), AIFF (ID3 with a picture), ALAC (MP4 atoms an
 '.m4a' that is not audio. Three profiles built by music-build itself:
 - flac (lossy: copy, the default): the lossless tracks as FLAC with the same decoded
   samples, the lossy ones byte for byte as they are, under their own names;
-- car (mp3, lossy: transcode): everything as MP3; the MP3 source copied as it is (its codec
-  is the profile's), the others transcoded with a note in the report;
+- car (mp3, lossy: transcode, id3: "2.3"): everything as MP3 with ID3v2.3 tags; the MP3
+  source copied (its codec is the profile's: the same audio frames, its tag saved as v2.3),
+  the others transcoded with a note in the report;
 - phone (opus, lossy: skip, playlists): the lossless tracks only, the lossy ones listed in
   the report's `skipped`, the album playlist without them.
 Outputs are read back with ffprobe and mutagen (codec, title, cover picture), decoded by
@@ -31,13 +32,14 @@ from mutagen.apev2 import APEValue, BINARY
 from mutagen.id3 import APIC, ID3, TIT2, TPE1, TRCK
 from mutagen.mp4 import MP4, MP4Cover
 
+from musicbuild import formats
 from musicbuild.profile import render_tup_config
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 MUSIC_BUILD = ROOT / "roles/worker/files/music-build/music-build"
-PROFILES = {"flac": {"codec": "flac"}, "car": {"codec": "mp3", "lossy": "transcode"},
+PROFILES = {"flac": {"codec": "flac"}, "car": {"codec": "mp3", "lossy": "transcode", "id3": "2.3"},
             "phone": {"codec": "opus", "lossy": "skip", "playlists": True}}
 LOSSLESS = ["01 Wave.wav", "02 Aiff.aiff", "03 Alac.m4a", "04 Pack.wv"]
 LOSSY = ["05 Mpeg.mp3", "06 Aac.m4a", "07 Opus.opus", "08 Vorbis.ogg"]
@@ -107,6 +109,7 @@ def make_track(folder: Path, name: str, seed: int) -> None:
         audio.save()
     elif name.endswith(".mp3"):
         run("lame", "--quiet", "--tt", title(name), "--ta", "Mp3 Artist", "--tn", "5/8", str(wav), str(path))
+        ID3(path).save()  # as a purchase's ID3v2.4 (lame writes v2.3)
     elif name.endswith(".opus"):
         run("opusenc", "--quiet", "--title", title(name), "--artist", "Opus Artist", "--comment", "TRACKNUMBER=7",
             str(wav), str(path))
@@ -218,13 +221,16 @@ def test_every_format_in_every_profile(world):
             assert ID3(out).getall("APIC")[0].data == PICTURE[name]
         lossy_to_lossy = name in LOSSY and name != "05 Mpeg.mp3"
         assert ("lossy to lossy" in notes.get(f"Mixed/{name}", "")) == lossy_to_lossy, (name, notes)
-    assert sha(output(builds, "car", "05 Mpeg.mp3")) == sha(album / "05 Mpeg.mp3")
+        assert ID3(out).version == (2, 3, 0), name
+    copied = output(builds, "car", "05 Mpeg.mp3")
+    assert formats.packets_digest(str(copied)) == formats.packets_digest(str(album / "05 Mpeg.mp3"))
+    assert ID3(album / "05 Mpeg.mp3").version == (2, 4, 0)  # the source is untouched
 
     # phone: the lossless tracks only; every lossy one listed as skipped
     for name in LOSSLESS:
         assert probe(output(builds, "phone", name))["streams"][0]["codec_name"] == "opus"
     assert not any(has_output(builds, "phone", name) for name in LOSSY)
-    assert report["phone"]["skipped"] == {"count": 4, "first": [f"Mixed/{n}" for n in LOSSY]}
+    assert report["phone"]["skipped"] == {"count": 4, "sources": [f"Mixed/{n}" for n in LOSSY]}
     assert report["flac"]["skipped"]["count"] == report["car"]["skipped"]["count"] == 0
     playlist = (builds / "phone" / "Mixed" / "Mixed.m3u8").read_text()
     assert [ln for ln in playlist.splitlines() if not ln.startswith("#")] == [
@@ -269,6 +275,7 @@ def test_edits_retag_reencode_recopy_and_remove(world):
     # car: the same, and the MP3 (copied as it is) carries its new title
     assert report["car"]["encoded"] == 1 and report["car"]["retagged"] == 1, report["car"]
     assert ID3(output(builds, "car", "05 Mpeg.mp3"))["TIT2"].text == ["Renamed mp3"]
+    assert ID3(output(builds, "car", "05 Mpeg.mp3")).version == (2, 3, 0)
     assert ID3(output(builds, "car", "03 Alac.m4a"))["TIT2"].text == ["New title"]
     # the removed Opus: its copy and its transcode are gone
     assert not has_output(builds, "flac", "07 Opus.opus") and not has_output(builds, "car", "07 Opus.opus")

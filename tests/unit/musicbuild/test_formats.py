@@ -295,3 +295,33 @@ def test_damaged_lossless_source_is_a_source_error(tmp_path):
     data = mp3.read_bytes()
     mp3.write_bytes(data[:len(data) // 2] + bytes(300) + data[len(data) // 2 + 300:])
     run_pipeline(str(mp3), "opus", {"bitrate": 64}, str(tmp_path / "o.opus"), [])
+
+
+def test_an_mp3_copied_into_an_id3_23_profile_gets_a_v23_tag(tmp_path):
+    from mutagen.id3 import ID3, TDRC
+
+    car = normalize_profile("car", {"codec": "mp3", "id3": "2.3"})
+    assert formats.copy_id3_version("mp3", car) == "2.3"
+    assert formats.copy_id3_version("mp3", normalize_profile("car", {"codec": "mp3"})) is None
+    assert formats.copy_id3_version("aac", car) is None  # an AAC file has no ID3 tag
+    assert formats.copy_id3_version("mp3", normalize_profile("f", {"codec": "flac"})) is None
+
+    path = make(tmp_path, ".mp3", 440)
+    tag = ID3(path)
+    tag.add(TPE1(encoding=3, text=["A", "B"]))
+    tag.add(TDRC(encoding=3, text=["2001-02-03"]))
+    tag.save()
+    before = formats.packets_digest(str(path))
+    formats.retag_copy(str(path), "2.3")
+    tag = ID3(path, translate=False)  # the frames as written (mutagen reads TYER back as TDRC)
+    assert tag.version == (2, 3, 0)
+    assert tag["TIT2"].text == ["one"] and tag["TPE1"].text == ["A/B"] and tag["TYER"].text == ["2001"]
+    assert [p.data for p in tag.getall("APIC")] == [PNG]
+    assert formats.packets_digest(str(path)) == before  # the audio untouched
+    # no tag: left as it is
+    bare = tmp_path / "bare.mp3"
+    subprocess.run(["lame", "--quiet", "--id3v2-only", str(path), str(bare)], check=True)
+    ID3(bare).delete()
+    data = bare.read_bytes()
+    formats.retag_copy(str(bare), "2.3")
+    assert bare.read_bytes() == data

@@ -19,6 +19,7 @@ and audio plan as a FLAC. A lossy one follows the profile's `lossy` (`mode`): co
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import struct
@@ -453,3 +454,32 @@ def pictures(path: str) -> list[Picture]:
         return read_tags(path)[1]
     except Exception:
         return []
+
+
+# ------------------------------------------------------------------ a copy in the profile's conventions
+
+def copy_id3_version(lossy_codec: str | None, profile: dict) -> str | None:
+    """The ID3 version a copied source's tag is saved in: "2.3" for an MP3 copied into a
+    profile of `id3: "2.3"` (a car stereo that reads only v2.3 would show nothing of a v2.4
+    tag); None: copied byte for byte."""
+    if lossy_codec == "mp3" and profile.get("id3") == "2.3":
+        return "2.3"
+    return None
+
+
+def retag_copy(path: str, version: str) -> None:
+    """Save the ID3 tag of the copy at `path` as ID3v`version` ("2.3": mutagen's v2.3
+    conversion, a frame's values joined with '/', dates as TYER/TDAT); the audio is untouched.
+    A file without an ID3 tag is left as it is; one whose tag cannot be read is an OSError
+    saying so (the copy fails, naming the source)."""
+    from mutagen.id3 import ID3, ID3NoHeaderError
+
+    try:
+        tag = ID3(path)
+    except ID3NoHeaderError:
+        return
+    except Exception as exc:  # mutagen raises several types for a damaged tag
+        raise OSError(errno.EINVAL, f"its ID3 tag cannot be saved as ID3v{version}: {exc}") from None
+    if version == "2.3" and tag.version != (2, 3, 0):
+        tag.update_to_v23()
+        tag.save(path, v2_version=3, v23_sep="/")
