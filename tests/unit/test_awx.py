@@ -298,3 +298,250 @@ def test_playbooks_name_this_collections_roles_by_fqcn():
         bare = set(re.findall(r"^\s*-\s*role:\s*(\w+)\s*$", text, re.M))
         bare |= set(re.findall(r"(?:include|import)_role:\s*\n\s+name:\s*(\w+)\s*$", text, re.M))
         assert not bare, f"{playbook.relative_to(ROOT)}: roles named without {COLLECTION}: {sorted(bare)}"
+
+
+# --- timeouts, prompts, simultaneous runs, inventory updates ----------------------------------
+
+def _task(module: str) -> dict:
+    plays = _yaml(ROOT / "playbooks/awx.yml")
+    return next(t for t in plays[0]["tasks"] if f"awx.awx.{module}" in t)[f"awx.awx.{module}"]
+
+
+def test_every_template_has_a_timeout_that_fits_its_work(rendered, group_vars):
+    templates = _templates(rendered)
+    for name, template in templates.items():
+        minutes = int(template["timeout_minutes"])
+        assert 0 < minutes <= 24 * 60, f"{name}: timeout {minutes} min"
+    wait = group_vars["music_aws_wait_minutes"]
+    # The host's own time limit (enforced on the host) strikes before AWX ends the job, so the
+    # playbook's final controller step still snapshots and terminates.
+    assert int(templates["compile"]["timeout_minutes"]) > group_vars["music_worker_time_limit_minutes"] + wait
+    assert int(templates["sources"]["timeout_minutes"]) > group_vars["music_volmgr_time_limit_minutes"] + wait
+    assert int(templates["serve"]["timeout_minutes"]) > wait
+    assert "timeout_minutes | int * 60" in _task("job_template")["timeout"]
+
+
+def test_compile_asks_for_check_and_diff_and_nothing_runs_twice_at_once(rendered):
+    templates = _templates(rendered)
+    assert templates["compile"]["ask_job_type"] is True and templates["compile"]["ask_diff_mode"] is True
+    assert [n for n, t in templates.items() if t.get("ask_job_type")] == ["compile"]
+    task = _task("job_template")
+    assert task["ask_job_type_on_launch"].startswith("{{ item.ask_job_type")
+    assert task["ask_diff_mode_on_launch"].startswith("{{ item.ask_diff_mode")
+    assert task["allow_simultaneous"] is False and _task("workflow_job_template")["allow_simultaneous"] is False
+
+
+def test_the_inventory_source_updates_on_every_launch():
+    task = _task("inventory_source")
+    assert task["update_on_launch"] is True and task["update_cache_timeout"] == 0
+    assert task["overwrite"] is True and task["overwrite_vars"] is True
+
+
+# --- workflows ---------------------------------------------------------------------------------
+
+def _nodes(rendered, name):
+    return {n["identifier"]: n for n in rendered["workflow_nodes"][name]}
+
+
+def _edges(node, kind="success_nodes"):
+    return [c["identifier"] for c in node["related"][kind]]
+
+
+def test_the_pipeline_workflow_runs_sources_compile_serve_then_status(rendered):
+    nodes = _nodes(rendered, "pipeline")
+    assert list(nodes) == ["sources", "compile", "serve", "status"]
+    assert _edges(nodes["sources"]) == ["compile"] and _edges(nodes["compile"]) == ["serve"]
+    assert _edges(nodes["serve"]) == ["status"] and _edges(nodes["status"]) == []
+    prefix = rendered["names"]["project"]
+    for ident, node in nodes.items():
+        ujt = node["unified_job_template"]
+        assert ujt == {"name": f"{prefix} {ident}", "type": "job_template", "organization": {"name": "Default"}}
+        # No failure or always path: a failed node fails the workflow (and notifies).
+        assert _edges(node, "failure_nodes") == [] and _edges(node, "always_nodes") == []
+
+
+def test_every_workflow_node_names_a_job_template_or_an_approval(rendered):
+    prefix = rendered["names"]["project"]
+    names = {f"{prefix} {t['name']}" for t in rendered["job_templates"]}
+    for workflow, nodes in rendered["workflow_nodes"].items():
+        ids = [n["identifier"] for n in nodes]
+        assert len(ids) == len(set(ids)), workflow
+        for node in nodes:
+            ujt = node["unified_job_template"]
+            assert ujt["type"] in ("job_template", "workflow_approval"), workflow
+            if ujt["type"] == "job_template":
+                assert ujt["name"] in names, f"{workflow}: {ujt['name']} is not a job template"
+            for kind in ("success_nodes", "failure_nodes", "always_nodes"):
+                assert set(_edges(node, kind)) <= set(ids), f"{workflow}: {node['identifier']} links nowhere"
+
+
+def test_teardown_runs_only_after_an_approval(rendered):
+    nodes = _nodes(rendered, "teardown")
+    assert list(nodes) == ["approve", "teardown"]
+    approval = nodes["approve"]["unified_job_template"]
+    assert approval["type"] == "workflow_approval" and approval["timeout"] == 1440 * 60
+    assert _edges(nodes["approve"]) == ["teardown"] and _edges(nodes["approve"], "always_nodes") == []
+    teardown = next(w for w in rendered["workflows"] if w["name"] == "teardown")
+    template = _templates(rendered)["teardown"]
+    assert teardown["survey"] == template["survey"], "the approver sees what the teardown will delete"
+    assert all(q["default"] == "false" for q in teardown["survey"]["spec"])
+    # The pipeline never tears down.
+    assert all(n["unified_job_template"]["name"] != "music teardown" for n in rendered["workflow_nodes"]["pipeline"])
+
+
+def test_the_pipeline_has_its_own_nightly_schedule_before_rotation(rendered):
+    pipeline = next(w for w in rendered["workflows"] if w["name"] == "pipeline")
+    schedule = pipeline["schedule"]
+    assert schedule["enabled"] is True and "FREQ=DAILY" in schedule["rrule"]
+    rotate = _templates(rendered)["rotate"]["schedule"]["rrule"]
+    hour = lambda rrule: int(re.search(r"DTSTART:\d{8}T(\d\d)", rrule).group(1))  # noqa: E731
+    assert hour(schedule["rrule"]) < hour(rotate)
+    assert [w["name"] for w in rendered["workflows"] if "schedule" in w] == ["pipeline"]
+    loop = _yaml(ROOT / "playbooks/awx.yml")[0]["tasks"]
+    task = next(t for t in loop if "awx.awx.schedule" in t)
+    assert "music_awx_rendered.workflows" in task["loop"] and "music_awx_rendered.job_templates" in task["loop"]
+
+
+# --- the failure notification ------------------------------------------------------------------
+
+# AWX 24.6's notification backends (awx/main/notifications/*_backend.py init_parameters): the
+# API refuses a configuration missing one without a default.
+NOTIFICATION_FIELDS = {
+    "webhook": ({"url", "headers"}, {"url", "http_method", "disable_ssl_verification", "username", "password", "headers"}),
+    "email": ({"host", "port", "username", "password", "use_tls", "use_ssl", "sender", "recipients"},
+              {"host", "port", "username", "password", "use_tls", "use_ssl", "sender", "recipients", "timeout"}),
+}
+
+
+def _render(tmp_path, *extra) -> dict:
+    from music_devkit.awx_jobs import render_awx
+
+    return render_awx(tmp_path / "awx.json", *extra)
+
+
+def test_no_notification_by_default(rendered, config):
+    assert config["music_awx_notify_on_failure"] is False
+    assert rendered["notification"] == {} and rendered["notify_on_error"] == []
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("webhook", ["-e", "music_awx_notification_webhook_url=https://hooks.example.org/music"]),
+    ("email", ["-e", "music_awx_notification_type=email", "-e", "music_awx_notification_email_host=smtp.example.org",
+               "-e", "music_awx_notification_email_sender=awx@example.org",
+               "-e", '{"music_awx_notification_email_recipients": ["me@example.org"]}']),
+])
+def test_a_failure_notification_when_asked(tmp_path, kind, extra):
+    rendered = _render(tmp_path, "-e", "music_awx_notify_on_failure=true", *extra)
+    note = rendered["notification"]
+    assert note["notification_type"] == kind
+    required, known = NOTIFICATION_FIELDS[kind]
+    conf = note["notification_configuration"]
+    assert required <= set(conf) <= known, set(conf) ^ known
+    assert conf["password"] == "", "no secret in the rendered objects"
+    assert rendered["notify_on_error"] == [note["name"]]
+    # Attached to both workflows (every job_template only when scheduled: rotate).
+    assert _task("workflow_job_template")["notification_templates_error"] == "{{ music_awx_rendered.notify_on_error }}"
+    assert "item.schedule is defined" in _task("job_template")["notification_templates_error"]
+
+
+def test_a_notification_without_its_address_is_refused_in_one_line(tmp_path):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               AWX_TOKEN="x", AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x")
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/awx.yml", "-e", "awx_url=https://127.0.0.1:9",
+         "-e", "music_awx_scm_url=https://git.example.org/x.git", "-e", "music_awx_notify_on_failure=true"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "music_awx_notification_webhook_url" in proc.stdout, proc.stdout[-2000:]
+
+
+# --- the awx.awx modules' own argument validation ---------------------------------------------
+
+class _Captured(Exception):
+    pass
+
+
+def _argument_spec(module: str) -> dict:
+    """The argument_spec the module builds in main(), captured before it connects to AWX."""
+    import importlib
+
+    mod = importlib.import_module(f"ansible_collections.awx.awx.plugins.modules.{module}")
+
+    class Capture:
+        def __init__(self, argument_spec, **kwargs):
+            raise _Captured(argument_spec)
+
+    original = mod.ControllerAPIModule
+    mod.ControllerAPIModule = Capture
+    try:
+        mod.main()
+    except _Captured as captured:
+        return captured.args[0]
+    finally:
+        mod.ControllerAPIModule = original
+    raise AssertionError(f"{module}: no argument_spec captured")
+
+
+def _doc_spec(options: dict) -> dict:
+    """An argument spec from DOCUMENTATION options (for suboptions the module checks itself)."""
+    spec = {}
+    for name, doc in options.items():
+        entry = {k: doc[k] for k in ("type", "choices", "required", "elements", "aliases", "default") if k in doc}
+        if "suboptions" in doc:
+            entry["options"] = _doc_spec(doc["suboptions"])
+        spec[name] = entry
+    return spec
+
+
+def _validate(spec: dict, params: dict):
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    result = ArgumentSpecValidator(spec).validate(params)
+    assert not result.error_messages, result.error_messages
+    return result.validated_parameters
+
+
+@pytest.mark.skipif(not AWX_COLLECTION.is_dir(), reason="awx.awx not unpacked (make setup)")
+def test_the_workflows_pass_the_modules_validation(rendered):
+    spec = _argument_spec("workflow_job_template")
+    source = (AWX_COLLECTION / "plugins/modules/workflow_job_template.py").read_text()
+    doc = yaml.safe_load(re.search(r"DOCUMENTATION = r?'''(.*?)'''", source, re.S).group(1))
+    node_spec = _doc_spec(doc["options"]["workflow_nodes"]["suboptions"])
+    for workflow in rendered["workflows"]:
+        params = {"name": f"music {workflow['name']}", "description": workflow["description"],
+                  "organization": "Default", "survey_enabled": "survey" in workflow,
+                  "survey_spec": workflow.get("survey", {}), "allow_simultaneous": False,
+                  "ask_variables_on_launch": False, "workflow_nodes": rendered["workflow_nodes"][workflow["name"]],
+                  "destroy_current_nodes": False, "notification_templates_error": rendered["notify_on_error"],
+                  "state": "present"}
+        _validate(spec, params)
+        for node in params["workflow_nodes"]:
+            _validate(node_spec, node)
+
+
+@pytest.mark.skipif(not AWX_COLLECTION.is_dir(), reason="awx.awx not unpacked (make setup)")
+def test_job_templates_schedules_and_notification_pass_the_modules_validation(rendered, tmp_path):
+    spec = _argument_spec("job_template")
+    for t in rendered["job_templates"]:
+        _validate(spec, {
+            "name": f"music {t['name']}", "description": t["description"], "organization": "Default",
+            "job_type": "run", "project": "music", "inventory": "music", "playbook": t["playbook"],
+            "credentials": ["music aws"], "extra_vars": {**rendered["common_extra_vars"], **t["extra_vars"]},
+            "survey_enabled": "survey" in t, "survey_spec": t.get("survey", {}), "ask_variables_on_launch": False,
+            "ask_job_type_on_launch": bool(t.get("ask_job_type", False)),
+            "ask_diff_mode_on_launch": bool(t.get("ask_diff_mode", False)),
+            "timeout": int(t["timeout_minutes"]) * 60, "allow_simultaneous": False,
+            "notification_templates_error": rendered["notify_on_error"] if "schedule" in t else [], "state": "present"})
+    spec = _argument_spec("schedule")
+    for item in rendered["workflows"] + rendered["job_templates"]:
+        if "schedule" in item:
+            _validate(spec, {"name": f"music {item['name']} {item['schedule']['name']}",
+                             "description": item["schedule"]["description"], "organization": "Default",
+                             "unified_job_template": f"music {item['name']}", "rrule": item["schedule"]["rrule"],
+                             "enabled": item["schedule"].get("enabled", True), "state": "present"})
+    spec = _argument_spec("notification_template")
+    note = _render(tmp_path, "-e", "music_awx_notify_on_failure=true",
+                   "-e", "music_awx_notification_webhook_url=https://hooks.example.org/music")["notification"]
+    _validate(spec, {**note, "organization": "Default", "description": "x", "state": "present"})
+    with pytest.raises(AssertionError):
+        _validate(spec, {**note, "notification_type": "carrier-pigeon"})
