@@ -11,12 +11,13 @@ other's by 0.05 s, so an output carrying another track's audio is seen by its le
 
 - Jazz: a FLAC album with `cover.jpg` (one track with two ARTIST values), a FLAC single at
   16/48 under names no FAT or exFAT device takes (`Café Nocturne/2004 - Après Minuit: Live?`),
-  a 24/192 album with `folder.jpg`, an ALAC album (`.m4a`, MP4 tags and cover) and an MP3
-  purchase (ID3v2.4, APIC front cover);
+  a 24/192 album with `folder.jpg`, an ALAC album (`.m4a`, MP4 tags and cover), an AAC
+  purchase (as the iTunes Store sells it: no edit list, iTunSMPB) and an MP3 purchase
+  (ID3v2.4, APIC front cover);
 - other genres: a Rock FLAC album `Album 1: Songs of Spring` (the issue's example of a name an
   exFAT card refuses), a WavPack album (APEv2 tags, `cover.jpg` beside), a WAV field recording
-  (an ID3 chunk, no picture), MP3 purchases (Pop), an AAC purchase (`.m4a`, MP4 tags and
-  cover) and an Opus download (Vorbis comments, picture);
+  (an ID3 chunk, no picture), MP3 purchases (Pop), an AAC purchase and an Opus download
+  (Vorbis comments, picture);
 - `Audiobooks/`: a book ripped from CD as mono FLAC chapters and one bought as MP3.
 
 `make_collector15_library(root)` returns the manifest: for each source (its path relative
@@ -145,10 +146,12 @@ def _opus(pcm: str, out: str) -> None:
 
 
 def _m4a(pcm: str, out: str) -> None:
-    """AAC in MP4 as a store sells it: ffmpeg's native encoder (its edit list drops the 1024
-    priming samples), and iTunSMPB saying priming, padding and the track's length in samples,
-    as iTunes writes it for gapless playback (ffmpeg's edit list leaves the padding in)."""
-    run(["ffmpeg", "-nostdin", "-v", "error", "-i", pcm, "-c:a", "aac", "-b:a", "96k", "-vn", out])
+    """AAC in MP4 as the iTunes Store sells it: no edit list, and iTunSMPB saying the encoder's
+    priming (1024 samples for ffmpeg's native encoder), the padding and the track's length in
+    samples, which Apple's players read for gapless playback (ffmpeg reads only edit lists, so
+    it plays the priming and the padding as audio)."""
+    run(["ffmpeg", "-nostdin", "-v", "error", "-i", pcm, "-c:a", "aac", "-b:a", "96k", "-vn",
+         "-use_editlist", "0", out])
     info = WAVE(pcm).info
     samples = round(info.length * info.sample_rate)
     packets = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a:0", "-count_packets",
@@ -293,6 +296,10 @@ def jazz(lib: Library) -> None:
     d = lib.folder("Iris Okoye", "2017 - Lowlands")
     lib.track(d, "01 Delta", "alac", title="Delta", artist="Iris Okoye", album="Lowlands", genre="Jazz",
               number=1, total=1, year=2017, cover=lib.image(260))
+
+    d = lib.folder("Purchases", "Iris Okoye", "2018 - Night Market")
+    lib.track(d, "01 Lanterns", "m4a", title="Lanterns", artist="Iris Okoye", album="Night Market", genre="Jazz",
+              number=1, total=1, year=2018, cover=lib.image(265))
 
     d = lib.folder("Purchases", "Blue Harbour Quartet", "2022 - Ferry Sessions")
     lib.track(d, "01 Crossing", "mp3", title="Crossing", artist="Blue Harbour Quartet", album="Ferry Sessions",
