@@ -2,42 +2,60 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to the music.profiles collection
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Watch a long step started with async and poll 0 for a while, and say how far it has got."""
+"""Run a long step detached on the host and watch it in short rounds, saying how far it has got."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: step_watch
-short_description: Watch a detached long step for a short while and report its progress
+short_description: Run a long step detached and watch it in short rounds, reporting its progress
 description:
-  - One round of watching a long step (a sync, a build) that a task started detached with
-    C(async) and C(poll=0). It waits at most O(wait) seconds, returns as soon as the step
-    has finished, and reports the step's progress as one line in RV(msg), read from a file the
-    step writes (O(progress_file)) or printed by a command (O(progress_command)).
-  - Meant to run in a loop of rounds (C(loop) over a range, C(loop_control.break_when) on
-    RV(finished), C(loop_control.label) showing RV(msg)) - each round is one short command on
-    the host, so a connection that ends long commands (the C(amazon.aws.aws_ssm) connection's
-    C(ansible_aws_ssm_timeout)) never sees one, and each round is one line of the play's own
-    output (one job event in AWX), with no callback plugin involved.
-  - When the step has finished, returns its result (RV(rc), RV(stdout), RV(stderr)) and
-    removes the async job's results file; a step that the async time limit ended is
-    RV(timed_out).
-  - The step's own success is not judged here (the caller does, from RV(rc)); this module
-    fails only when it cannot read the job.
+  - Runs a long step (a sync, a build) on the host without holding the connection, one short
+    round per call. The first round (O(argv)) starts the command detached (in a session of
+    its own, outliving the call) and waits for it at most O(wait) seconds; each later round
+    (O(job), the RV(job) the first returned) waits again at most O(wait) seconds. A round
+    returns as soon as the step has finished, with its exit status and output.
+  - While the step runs, each round reports its progress as one line in RV(msg), read from a
+    file the step writes (O(progress_file)) or printed by a command (O(progress_command)).
+  - Meant to run as a loop of rounds (C(loop) over a range, C(loop_control.break_when) on
+    RV(finished), C(loop_control.label) showing RV(msg)) - no command outlasts a connection
+    that ends long commands (the C(amazon.aws.aws_ssm) connection's
+    C(ansible_aws_ssm_timeout)), each round is one line of the play's own output (one job
+    event in AWX) with no callback plugin involved, and a step that ends within the first
+    round costs one module run, as a blocking command would.
+  - A step running longer than O(timeout) is sent SIGTERM (its whole process group), then
+    SIGKILL after O(kill_grace) seconds, and reported RV(timed_out).
+  - The step's own success is not judged here (the caller does, from RV(exit_status)); this module
+    fails only when it cannot start or find the step.
 version_added: "1.1.0"
 options:
-  results_file:
+  argv:
     description:
-      - The async job's results file on the host, as the starting task registered it
-        (C(results_file) of an C(async)/C(poll=0) task's result).
+      - The command to start detached (first round). Mutually exclusive with O(job).
+    type: list
+    elements: str
+  job:
+    description:
+      - The step to watch (later rounds) - the RV(job) folder the first round returned.
     type: path
-    required: true
+  job_root:
+    description: Where each step's folder (its output, exit status and process id) is kept.
+    type: path
+    default: ~/.music-steps
   wait:
     description:
       - At most this many seconds in this round. Keep it well under the connection's per-command
         limit (C(ansible_aws_ssm_timeout), 60 s by default).
     type: int
     default: 15
+  timeout:
+    description: The longest the step may run (seconds), from its start; then it is ended.
+    type: int
+    default: 86400
+  kill_grace:
+    description: Seconds between SIGTERM and SIGKILL when the step is ended for its time.
+    type: int
+    default: 60
   name:
     description: What the step is called at the start of RV(msg) (for example C(build) or C(sync)).
     type: str
@@ -55,33 +73,32 @@ options:
         C(MUSIC_STEP_STARTED) set to when it started (epoch seconds).
     type: list
     elements: str
+  output_limit:
+    description: Return at most the last this many characters of the step's stdout and of its stderr.
+    type: int
+    default: 100000
   cleanup:
-    description: Remove the async results file once the step has finished.
+    description: Remove the step's folder once it has finished and its result was returned.
     type: bool
     default: true
 notes:
-  - Supports check mode (it only reads); the step itself decides what check mode means.
+  - In check mode a first round starts nothing (set C(check_mode=false) on the task for a
+    step that has a check mode of its own, such as a sync with C(--check)); later rounds only read.
 author:
   - music.profiles contributors (!UNKNOWN)
 """
 
 EXAMPLES = r"""
-- name: Start the sync detached
-  ansible.builtin.command:
-    argv: [/usr/local/bin/music-s3-sync, --bucket, music-sources, --dest, /srv/music/sources,
-           --progress, /srv/music/sources/.music-s3-sync/progress.json]
-  async: 14400
-  poll: 0
-  changed_when: false
-  register: sync_job
-
-- name: Watch the sync (a progress line every 15 s)
+- name: Sync the bucket (started detached, watched in short rounds that print its progress)
   music.profiles.step_watch:
-    results_file: "{{ sync_job.results_file }}"
+    argv: "{{ omit if item > 0 else ['/usr/local/bin/music-s3-sync', '--bucket', 'music-sources',
+                                    '--dest', '/srv/music/sources', '--progress', '/run/sync.json'] }}"
+    job: "{{ sync_watch.job if item > 0 else omit }}"
     name: sync
     wait: 15
-    progress_file: /srv/music/sources/.music-s3-sync/progress.json
-  loop: "{{ range((14400 / 15) | round(0, 'ceil') | int + 2) | list }}"
+    timeout: 14400
+    progress_file: /run/sync.json
+  loop: "{{ range((14400 / 15) | round(0, 'ceil') | int + 3) | list }}"
   loop_control:
     label: "{{ sync_watch.msg | default('') }}"
     break_when: sync_watch.finished | default(true)
@@ -90,18 +107,22 @@ EXAMPLES = r"""
 - name: Fail when the sync failed
   ansible.builtin.fail:
     msg: "{{ (sync_watch.results | last).stderr }}"
-  when: (sync_watch.results | last).rc | default(1) != 0
+  when: (sync_watch.results | last).exit_status != 0
 """
 
 RETURN = r"""
 finished:
-  description: Whether the step has ended (or the async time limit ended it).
+  description: Whether the step has ended (or was ended for its time).
   returned: always
   type: bool
 timed_out:
-  description: The async time limit ended the step before it finished.
+  description: The step ran longer than O(timeout) and was ended.
   returned: always
   type: bool
+job:
+  description: The step's folder, to pass as O(job) to the next round.
+  returned: always
+  type: str
 msg:
   description: One line - the step's name, then its progress line or how it ended.
   returned: always
@@ -115,55 +136,135 @@ elapsed:
   description: Seconds since the step was started.
   returned: always
   type: int
-rc:
-  description: The step's exit status, once it has finished (null when it was ended by the time limit).
+exit_status:
+  description:
+    - The step's exit status, once it has finished (negative - ended by that signal; null - it could not start).
+    - Not named C(rc), which would make Ansible fail the round itself; the caller judges it.
   returned: when finished
   type: int
 stdout:
-  description: The step's standard output, once it has finished.
+  description: The end of the step's standard output (O(output_limit)), once it has finished.
   returned: when finished
   type: str
 stderr:
-  description: The step's standard error, once it has finished.
+  description: The end of the step's standard error (O(output_limit)), once it has finished.
   returned: when finished
   type: str
 """
 
 import json
 import os
+import shutil
+import signal
+import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-POLL = 0.2
-# The async wrapper writes the results file right after it forks; give it this long to appear.
-GRACE = 10
+POLL = 0.2  # the longest pause between looks at the step; the first looks come sooner
 
 
-def read_job(path):
-    """The job's results as the async wrapper left them: None while the file is not there."""
+def _write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+    os.rename(tmp, path)
+
+
+def _read_json(path):
     try:
         with open(path) as fh:
-            text = fh.read()
-    except FileNotFoundError:
+            return json.load(fh)
+    except (OSError, ValueError):
         return None
+
+
+def run_step(job, argv, timeout, grace):
+    """In the detached process: run the step in a process group of its own, end it at its
+    time (SIGTERM to the group, SIGKILL after `grace`), record how it ended."""
+    started = time.time()
+    result = {"started": started, "timeout": timeout, "timed_out": False, "rc": None}
     try:
-        data = json.loads(text)
-    except ValueError:
-        return {"started": True, "finished": False}  # being rewritten: still running
-    if "started" not in data:
-        data["finished"] = True  # the module's own result
-    return data
+        out = os.open(os.path.join(job, "stdout"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        err = os.open(os.path.join(job, "stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - becomes the step
+            try:
+                os.setpgid(0, 0)
+                os.dup2(out, 1)
+                os.dup2(err, 2)
+                os.execvp(argv[0], argv)
+            except OSError as exc:
+                os.write(2, ("cannot start %s: %s\n" % (argv[0], exc.strerror or exc)).encode())
+                _write_json(os.path.join(job, "exec-failed.json"), {"error": str(exc)})
+            os._exit(127)
+        os.close(out)
+        os.close(err)
+        _write_json(os.path.join(job, "pid.json"), {"pid": pid, "started": started})
+        status = _wait(pid, started + max(1, timeout))
+        if status is None:
+            result["timed_out"] = True
+            _signal_group(pid, signal.SIGTERM)
+            status = _wait(pid, time.time() + grace)
+            if status is None:
+                _signal_group(pid, signal.SIGKILL)
+                status = os.waitpid(pid, 0)[1]
+        if not os.path.exists(os.path.join(job, "exec-failed.json")):
+            result["rc"] = os.waitstatus_to_exitcode(status)
+        return result
+    finally:
+        result["ended"] = time.time()
+        _write_json(os.path.join(job, "result.json"), result)
+
+
+def _wait(pid, deadline):
+    """The process's wait status, or None when it is still running at `deadline`."""
+    pause = 0.01
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.time() >= deadline:
+            return None
+        time.sleep(min(pause, max(0.0, deadline - time.time())))
+        pause = min(0.5, pause * 2)
+
+
+def _signal_group(pgid, signum):
+    try:
+        os.killpg(pgid, signum)
+    except OSError:
+        pass
+
+
+def start(job_root, argv, timeout, grace):
+    """Start the step in a session of its own that outlives this call (as Ansible's async
+    wrapper daemonizes); returns its folder."""
+    if not os.path.isdir(job_root):
+        os.makedirs(job_root, mode=0o700)
+    job = tempfile.mkdtemp(prefix="step-", dir=job_root)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs detached
+        try:
+            os.setsid()
+            if os.fork():
+                os._exit(0)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, 65536)
+            os.chdir("/")
+            run_step(job, argv, timeout, grace)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    return job
 
 
 def read_progress(module, path, command, started):
     if path:
-        try:
-            with open(path) as fh:
-                data = json.load(fh)
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        data = _read_json(path)
+        return data if isinstance(data, dict) else {}
     if command:
         env = {"MUSIC_STEP_STARTED": "%d" % started}
         rc, out, _err = module.run_command(command, environ_update=env)
@@ -176,72 +277,91 @@ def read_progress(module, path, command, started):
     return {}
 
 
+def _tail(path, limit):
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit * 4))
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return text[-limit:] if limit > 0 else ""
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            results_file=dict(type="path", required=True),
+            argv=dict(type="list", elements="str"),
+            job=dict(type="path"),
+            job_root=dict(type="path", default="~/.music-steps"),
             wait=dict(type="int", default=15),
+            timeout=dict(type="int", default=86400),
+            kill_grace=dict(type="int", default=60),
             name=dict(type="str", default="step"),
             progress_file=dict(type="path"),
             progress_command=dict(type="list", elements="str"),
+            output_limit=dict(type="int", default=100000),
             cleanup=dict(type="bool", default=True),
         ),
-        mutually_exclusive=[("progress_file", "progress_command")],
+        mutually_exclusive=[("argv", "job"), ("progress_file", "progress_command")],
+        required_one_of=[("argv", "job")],
         supports_check_mode=True,
     )
     p = module.params
-    if p["wait"] < 0:
-        module.fail_json(msg="wait must be 0 or more seconds (got %d)" % p["wait"])
-    path = p["results_file"]
+    name = p["name"]
+    for option in ("wait", "timeout", "kill_grace", "output_limit"):
+        if p[option] < 0:
+            module.fail_json(msg="%s: %s must be 0 or more (got %d)" % (name, option, p[option]))
     begin = time.time()
-    deadline = begin + p["wait"]
-    job = read_job(path)
-    while job is None or not job.get("finished"):
-        if job is None and time.time() - begin >= GRACE:
-            module.fail_json(msg="%s: its async job file %s is gone (the host restarted, or the job was cleaned "
-                                 "up?)" % (p["name"], path), finished=True, timed_out=False)
-        if time.time() >= deadline and job is not None:
-            break
-        time.sleep(POLL)
-        job = read_job(path)
-    try:
-        started = os.stat(path).st_mtime if not job.get("finished") else None
-    except OSError:
-        started = None
-    result = dict(changed=False, finished=bool(job.get("finished")), timed_out=False)
-    if not result["finished"]:
-        # While it runs, the results file is the one the wrapper wrote when the step started.
-        started = started or begin
-        result["elapsed"] = int(time.time() - started)
-        progress = read_progress(module, p["progress_file"], p["progress_command"], started)
-        line = progress.get("line") or "running, %ds elapsed" % result["elapsed"]
-        result.update(progress=progress, msg="%s: %s" % (p["name"], line))
-        module.exit_json(**result)
-
-    timed_out = job.get("msg") == "Timeout exceeded" and "rc" not in job
-    progress = read_progress(module, p["progress_file"], None, 0)
-    result.update(timed_out=timed_out, progress=progress, rc=job.get("rc"), stdout=job.get("stdout", ""),
-                  stderr=job.get("stderr", ""), elapsed=int(_delta(job.get("delta"))))
-    if timed_out:
-        result["msg"] = "%s: ended by its time limit before it finished" % p["name"]
-    else:
-        result["msg"] = "%s: finished (exit %s)%s" % (p["name"], job.get("rc"),
-                                                      (": " + progress["line"]) if progress.get("line") else "")
-    if p["cleanup"]:
+    if p["argv"] is not None:
+        if not p["argv"]:
+            module.fail_json(msg="%s: argv is empty" % name)
+        if module.check_mode:
+            module.exit_json(changed=False, finished=True, timed_out=False, job="", exit_status=None, stdout="", stderr="",
+                             progress={}, elapsed=0, msg="%s: not started (check mode)" % name)
         try:
-            os.unlink(path)
-        except OSError:
-            pass
-    module.exit_json(**result)
+            job = start(p["job_root"], p["argv"], p["timeout"], p["kill_grace"])
+        except OSError as exc:
+            module.fail_json(msg="%s: cannot start it detached under %s: %s" % (name, p["job_root"], exc))
+    else:
+        job = p["job"]
+        if not os.path.isdir(job):
+            module.fail_json(msg="%s: its folder %s is gone (the host restarted, or another run removed it)"
+                                 % (name, job), finished=True, timed_out=False, job=job)
+    result_path = os.path.join(job, "result.json")
+    deadline = begin + p["wait"]
+    outcome = _read_json(result_path)
+    pause = 0.01
+    while outcome is None and time.time() < deadline:
+        time.sleep(min(pause, max(0.0, deadline - time.time())))
+        pause = min(POLL, pause * 2)
+        outcome = _read_json(result_path)
 
+    if outcome is None:
+        info = _read_json(os.path.join(job, "pid.json")) or {}
+        started = info.get("started") or os.stat(job).st_mtime
+        elapsed = int(time.time() - started)
+        progress = read_progress(module, p["progress_file"], p["progress_command"], started)
+        line = progress.get("line") or "running, %ds elapsed" % elapsed
+        module.exit_json(changed=False, finished=False, timed_out=False, job=job, progress=progress,
+                         elapsed=elapsed, msg="%s: %s" % (name, line))
 
-def _delta(text):
-    """Seconds of the command module's "H:MM:SS.ffffff" delta (0 when absent)."""
-    try:
-        h, m, s = str(text).split(":")
-        return int(h) * 3600 + int(m) * 60 + float(s)
-    except ValueError:
-        return 0
+    progress = read_progress(module, p["progress_file"], None, 0)
+    rc = outcome.get("rc")
+    stdout = _tail(os.path.join(job, "stdout"), p["output_limit"])
+    stderr = _tail(os.path.join(job, "stderr"), p["output_limit"])
+    if outcome.get("timed_out"):
+        msg = "%s: ended after its time limit of %s s" % (name, outcome.get("timeout"))
+    elif rc is None:
+        msg = "%s: could not start: %s" % (name, stderr.strip())
+    else:
+        msg = "%s: finished (exit %s)%s" % (name, rc, (": " + progress["line"]) if progress.get("line") else "")
+    if p["cleanup"]:
+        shutil.rmtree(job, ignore_errors=True)
+    module.exit_json(changed=False, finished=True, timed_out=bool(outcome.get("timed_out")), job=job, exit_status=rc,
+                     stdout=stdout, stderr=stderr, progress=progress,
+                     elapsed=int(outcome.get("ended", time.time()) - outcome.get("started", begin)), msg=msg)
 
 
 if __name__ == "__main__":
