@@ -455,6 +455,13 @@ def test_tags_and_cover_read_back_by_mutagen_and_ffprobe(compiled):
 
 # --- per device ------------------------------------------------------------------------------
 
+TRANSLITERATED = str.maketrans({"é": "e", "è": "e", "à": "a", "ø": "o"})  # as Unidecode has them
+
+
+def letters(path: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", os.path.splitext(path)[0])
+
+
 def test_car_has_id3v23_tags_and_ascii_fat32_names(compiled):
     """A car stereo that reads only ID3v2.3: every MP3 in the car's tree has a v2.3 header,
     the purchase copied from an ID3v2.4 file too; names are ASCII and FAT32-safe."""
@@ -469,6 +476,9 @@ def test_car_has_id3v23_tags_and_ascii_fat32_names(compiled):
             problems.append(f"car: {out!r} (from {src!r}): ID3v{'.'.join(map(str, version[:2]))} header")
         if not out.isascii() or re.search(r'[\x00-\x1f"*:<>?\\|]', out):
             problems.append(f"car: {out!r} is not an ASCII FAT32 name")
+        # transliterated, not dropped: every letter and digit of the source's path is there
+        if letters(out) != letters(src.translate(TRANSLITERATED)):
+            problems.append(f"car: {out!r} is not {src!r} transliterated")
     check(problems)
 
 
