@@ -128,3 +128,39 @@ def test_a_build_longer_than_the_connection_limit_prints_progress(limited, world
     rounds = re.findall(r"^ok: \[localhost\] => \(item=(build: .*)\)$", second.stdout, re.M)
     assert rounds == ["build: finished (exit 0)"], rounds
     assert not log.exists()
+
+
+def test_progress_lines_are_job_events_under_awx_s_runner(tmp_path, monkeypatch):
+    """ansible-runner (what AWX runs jobs with) replaces the output callback with its own: each
+    watch round is still a job event of its own whose stdout is the progress line."""
+    import json
+
+    import ansible_runner
+
+    progress = tmp_path / "progress.json"
+    script = ("for i in 1 2 3 4; do printf '{\"line\": \"%s of 4 done\"}' $i > " + str(progress)
+              + ".tmp && mv " + str(progress) + ".tmp " + str(progress) + "; sleep 1; done")
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [{
+        "name": "A slow step",
+        "music.profiles.step_watch": {
+            "argv": "{{ omit if item > 0 else ['sh', '-c', script] }}",
+            "job": "{{ slow.job if item > 0 else omit }}",
+            "name": "slow", "wait": 1, "progress_file": str(progress), "job_root": str(tmp_path / "steps")},
+        "vars": {"script": script},
+        "loop": "{{ range(20) | list }}",
+        "loop_control": {"label": "{{ slow.msg | default('') }}", "break_when": "slow.finished | default(true)"},
+        "register": "slow"}]}]
+    data = tmp_path / "runner"
+    (data / "project").mkdir(parents=True)
+    (data / "project" / "play.yml").write_text(json.dumps(play))
+    (data / "inventory").mkdir()
+    (data / "inventory" / "hosts").write_text(
+        f"localhost ansible_connection=local ansible_python_interpreter={ROOT / '.venv/bin/python'}\n")
+    env = {"ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"), "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false"}
+    monkeypatch.setenv("PATH", f"{ROOT / '.venv/bin'}:{os.environ['PATH']}")  # its ansible-playbook
+    run = ansible_runner.run(private_data_dir=str(data), playbook="play.yml", envvars=env, quiet=True)
+    assert run.status == "successful", run.stdout.read()
+    rounds = [e["stdout"] for e in run.events if e["event"] == "runner_item_on_ok"]
+    assert len(rounds) >= 3, rounds
+    assert any("(item=slow: " in r and " of 4 done)" in r for r in rounds), rounds
+    assert "(item=slow: finished (exit 0): 4 of 4 done)" in rounds[-1], rounds
