@@ -593,6 +593,28 @@ def test_the_reports_counts_are_of_what_each_profile_holds(compiled):
     check(problems)
 
 
+def test_the_report_notes_each_conversion(compiled):
+    """What a profile did to a source's audio besides encoding it is noted per source: a lossy
+    file transcoded into another lossy codec, a hi-res track resampled and reduced to 16 bits."""
+    problems = []
+    for p in PROFILES:
+        notes: dict[str, str] = {}
+        for n in compiled.report["profiles"][p].get("notes", []):
+            notes[n["source"]] = notes.get(n["source"], "") + " | " + n["note"]
+        for rel, t in sorted(compiled.tracks.items()):
+            if not kept(p, t):
+                continue
+            said = notes.get(rel, "")
+            if t["lossy"] and codec_of(p, t) != {"mp3": "mp3", "m4a": "aac", "opus": "opus"}[t["format"]] \
+                    and not re.search(r"lossy|transcod", said, re.I):
+                problems.append(f"{p}: {rel!r}: a lossy file transcoded to {codec_of(p, t)}, the notes say {said!r}")
+            if p == "portable" and t["rate"] > MAX_RATE and not re.search(r"resampl|Hz", said):
+                problems.append(f"portable: {rel!r}: {t['rate']} Hz resampled, the notes say {said!r}")
+            if p == "portable" and t["bits"] > MAX_BITS and not re.search(r"bit|dither", said):
+                problems.append(f"portable: {rel!r}: {t['bits']}-bit reduced, the notes say {said!r}")
+    check(problems)
+
+
 # --- onto the devices ----------------------------------------------------------------------------
 
 def readme_command() -> list[str]:
