@@ -14,7 +14,7 @@ ANSIBLE_WHEEL_VERSION=12.3.0
 COLLECTIONS="amazon/aws community/aws community/general ansible/posix containers/podman awx/awx"
 APT_PACKAGES="tup fuse3 flac lame opus-tools vorbis-tools python3 python3-mutagen python3-pil
   python3-venv git rsync sox unzip ca-certificates ffmpeg mtools fusefat dosfstools
-  exfat-fuse exfatprogs loudgain"
+  exfat-fuse exfatprogs loudgain python3-unidecode"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 

@@ -55,6 +55,8 @@ import re
 #                          for that many output channels at any rate it is given (a
 #                          profile's `channels` that says so makes a higher value impossible
 #                          for every source: refused at validation, as "per_channel"'s highest);
+#                      "bits_per_sample": the most kb/s is this many bits a sample and
+#                          channel at the output's rate: above it the bitrate is lowered to it;
 #   },
 #   "exclusive":   (optional) groups {setting: label} of which a profile gives at most one;
 #                  a group's defaults apply only when the profile gives none of its settings.
@@ -64,6 +66,10 @@ import re
 #                  resamples itself; a source above it is resampled before);
 #   "stream_args": (optional) the encoder's arguments for WAV input of unknown length (a
 #                  streamed source, or a conversion in the pipe), which it must read to its end.
+#   "lossless":    (optional) True: the output keeps the bit depth it is given (the profile's
+#                  max_bit_depth applies to it; lossy outputs have none).
+#   (a setting's "scale": optional, the profile's value is in 1/scale of the encoder's unit:
+#                  AAC's quality 5 is `-q:a 0.5`.)
 # }
 #
 # Adding a setting is an entry here and a row in tests/unit/test_codecs.py; then
@@ -80,6 +86,7 @@ CODEC_TABLE = {
         "tags": "flac",
         "input": {"channels": 8, "bits": 32, "rate": None},
         "stream_args": ("--ignore-chunk-sizes",),
+        "lossless": True,  # its output keeps the bit depth it is given (max_bit_depth applies)
         "settings": {
             "compression_level": {
                 "type": "int", "range": (0, 8), "default": 8, "args": ("-{}",),
@@ -147,6 +154,32 @@ CODEC_TABLE = {
         },
         "exclusive": ({"bitrate": "ABR", "quality": "VBR"},),
     },
+    "aac": {
+        "extension": "m4a",
+        "description": ("AAC-LC in MP4 (ffmpeg's native encoder), for Apple devices; MP4 atoms, MusicBrainz ids "
+                        "and ReplayGain as iTunes freeform atoms, gapless as an edit list and iTunSMPB"),
+        # The movie timescale is a multiple of every rate the encoder takes (7350-96000 Hz), so
+        # the edit list that trims the encoder's priming and padding is exact to the sample.
+        "command": ("ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-f", "wav", "-i", "-", "-map_metadata", "-1",
+                    "-c:a", "aac", SETTINGS, "-movie_timescale", "28224000", "-f", "ipod", "-y", OUT),
+        "tags": "mp4",
+        # ffmpeg's aac takes 1-8 channels at 7350-96000 Hz (a source above is resampled first).
+        "input": {"channels": 8, "bits": 32, "rate": 96000},
+        "settings": {
+            "bitrate": {
+                "type": "int", "range": (16, 512), "default": 256, "args": ("-b:a", "{}k"),
+                "doc": "kb/s, for all channels (above what AAC holds at the output's rate, 6 bits a sample "
+                       "and channel, it is lowered to that, with a note)",
+                # ffmpeg's aacenc clamps the bitrate to 6144 bits a frame of 1024 samples a channel
+                "limits": {"bits_per_sample": 6},
+            },
+            "quality": {
+                "type": "int", "range": (1, 20), "default": None, "args": ("-q:a", "{}"), "scale": 10,
+                "doc": "(ffmpeg's VBR `-q:a` in tenths: 1-20 is 0.1-2.0, higher is better and larger)",
+            },
+        },
+        "exclusive": ({"bitrate": "ABR", "quality": "VBR"},),
+    },
 }
 
 # The settings every output's audio digest has carried since before this table, None when
@@ -170,21 +203,64 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 RESERVED_NAMES = frozenset({"index", "report", "tup"})
 
 COMMON_FIELDS = ("codec", "channels", "art", "art_max_size", "fat32_names", "playlists", "extra_files")
+# Names, tags and subsets for devices (issue 15): see _device_fields.
+COMMON_FIELDS += ("names", "ascii_names", "id3", "include", "exclude")
+NAMES_STYLES = ("exfat", "fat32", "posix")
+ID3_VERSIONS = ("2.4", "2.3")
+SUBSET_RULES = ("paths", "tags")
+# ReplayGain (issue 15): `keep` carries the sources' tags as they are; `compute` adds the
+# ReplayGain 2.0 values they lack, measured by loudgain (musicbuild/replaygain.py).
+COMMON_FIELDS += ("replaygain",)
+REPLAYGAIN_MODES = ("keep", "compute")
+# Lossy sources (issue 15; musicbuild/formats.py): MP3, AAC, Opus and Vorbis files are copied
+# as they are, transcoded like a lossless source, or skipped (listed in the report).
+COMMON_FIELDS += ("lossy",)
+LOSSY_MODES = ("copy", "transcode", "skip")
 # `channels`: sources with more channels are downmixed to this many (mono or stereo); absent,
 # every source keeps its channels (up to what the codec carries, its "input" "channels").
 CHANNELS_RANGE = (1, 2)
 # Common fields that change the audio: in the audio digest (a change re-encodes), and only
 # when set, so that a profile without them keeps the digests of its existing outputs.
 AUDIO_FIELDS = ("channels",)
+# Limits of portable players (issue 15; musicbuild/limits.py): sources above them are
+# converted, sources at or under them pass unchanged. In the audio digest only when set.
+COMMON_FIELDS += ("max_sample_rate", "max_bit_depth")
+AUDIO_FIELDS += ("max_sample_rate", "max_bit_depth")
+SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000, 88200, 96000, 176400, 192000, 352800, 384000)
+BIT_DEPTHS = (16, 24)
 # For the docs (README.md's profile reference): field -> (values, default).
 COMMON_FIELDS_DOC = {
     "channels": ("`1` or `2`: sources with more channels are downmixed to mono or stereo (ffmpeg, from the "
                  "FLAC channel layout); unset: every source keeps its channels, MP3 downmixes to 2", "-"),
+    "max_sample_rate": ("one of " + ", ".join(str(r) for r in SAMPLE_RATES) + " Hz: sources above it are resampled "
+                        "(ffmpeg) to the highest rate of their family (44.1 or 48 kHz) at or under it, or to the limit "
+                        "itself when that family's rate is lower still (192 kHz under 44100 is 44100, 176.4 kHz under "
+                        "48000 is 44100); sources at or under it pass unchanged", "-"),
+    "max_bit_depth": ("`16` or `24`, lossless codecs (`flac`): sources with more bits are reduced to it with "
+                      "triangular dither (ffmpeg); sources at or under it pass unchanged (bit-identical audio)", "-"),
     "art": ("embed cover art", "`true`"),
     "art_max_size": ("longest side in pixels (16-8192); larger art is scaled down; 0 = as is", "0"),
-    "fat32_names": ("FAT32/car-stereo-safe names", "`false`"),
+    "fat32_names": ("`true` is `names: fat32` (kept as its alias)", "`false`"),
+    "names": ("`exfat`: names an exFAT SD card or Android phone takes (no `\"*/:<>?\\|` or control characters, "
+              "no trailing dot or space, at most 255 UTF-16 units and 255 bytes a name, names that differ only in "
+              "case kept apart); `fat32`: FAT32/car-stereo-safe names (also no DOS device names, at most 64 "
+              "characters a name and 240 a path); `posix`: the sources' names, control characters replaced", "`exfat`"),
+    "ascii_names": ("`true`: names transliterated to ASCII as beets' `asciify_paths` does (Unidecode: `Björk` is "
+                    "`Bjork`, `東京` `Dong Jing`)", "`false`"),
+    "id3": ("MP3 only: `\"2.4\"` or `\"2.3\"` (car stereos that read only ID3v2.3: a frame's values joined with `/`, "
+            "DATE as TYER/TDAT, frames v2.3 lacks kept as TXXX, text in UTF-16)", "`\"2.4\"`"),
+    "include": ("only the tracks that match: `{paths: [globs], tags: {TAG: [values]}}` (see Subsets)", "everything"),
+    "exclude": ("leave out the tracks that match, same shape as `include`, e.g. `{paths: [\"Audiobooks/**\"]}`", "nothing"),
     "playlists": ("one `<album>.m3u8` per album folder", "`false`"),
     "extra_files": ('globs of files copied beside the tracks, e.g. `["cover.jpg", "*.cue", "*.log"]`', "`[]`"),
+    "replaygain": ("`keep`: the sources' ReplayGain tags as they are; `compute`: also the ReplayGain 2.0 track and "
+                   "album gain and peak a source lacks, measured by loudgain (an album is a source folder; a pair a "
+                   "source has is kept; Opus gets them as R128 gains)", "`keep`"),
+    "lossy": ("lossy sources (MP3, AAC, Opus, Vorbis): `copy`: the file as it is, tags and art untouched (an MP3's "
+              "tag saved as ID3v2.3 with `id3: \"2.3\"`), under the "
+              "profile's names (copied again when it changes); `transcode`: decoded and encoded like a lossless "
+              "source, with a note (one already in the profile's codec is copied, never re-encoded); `skip`: left "
+              "out, each one listed in the report's `skipped`", "`copy`"),
 }
 ALL_FIELDS = frozenset(COMMON_FIELDS) | frozenset(SETTING_NAMES)
 HEADER = "# tup variant config for profile '{name}', rendered by tup_profile. Do not edit.\n"
@@ -296,6 +372,25 @@ def _check_for_channels(name, codec, settings, channels) -> None:
                                             f"channels: {channels})")
 
 
+def _limit_fields(name, codec, profile) -> dict:
+    """`max_sample_rate` and `max_bit_depth`, checked; absent from the result when unset (a
+    profile without them renders, and builds, as before they existed)."""
+    out = {}
+    for field, allowed, what in (("max_sample_rate", SAMPLE_RATES, "a sample rate"),
+                                 ("max_bit_depth", BIT_DEPTHS, "a bit depth")):
+        value = _int_field(name, profile, field, min(allowed), max(allowed))
+        if value is None:
+            continue
+        if value not in allowed:
+            raise ProfileError(name, field, f"{value} is not {what} this setting takes (one of {list(allowed)})")
+        if field == "max_bit_depth" and not CODEC_TABLE[codec].get("lossless"):
+            raise ProfileError(name, field, f"{codec} is lossy: its output has no bit depth (its decoder chooses one); "
+                                            "max_bit_depth applies to lossless codecs ("
+                                            + ", ".join(c for c, e in CODEC_TABLE.items() if e.get("lossless")) + ")")
+        out[field] = value
+    return out
+
+
 def normalize_profile(name: str, profile) -> dict:
     """Validate `profile` and return it with every field present (defaults filled)."""
     check_name(name)
@@ -319,13 +414,14 @@ def normalize_profile(name: str, profile) -> dict:
             raise ProfileError(name, "channels", f"{codec} carries at most {most} channels, not {channels}")
         out["channels"] = channels
         _check_for_channels(name, codec, out, channels)
+    out.update(_limit_fields(name, codec, profile))
     out["art"] = _bool_field(name, profile, "art", True)
     size = profile.get("art_max_size", 0)
     if size in (0, "0"):
         out["art_max_size"] = 0
     else:
         out["art_max_size"] = _int_field(name, profile, "art_max_size", *ART_MAX_SIZE_RANGE)
-    out["fat32_names"] = _bool_field(name, profile, "fat32_names", False)
+    out.update(_device_fields(name, codec, profile))
     out["playlists"] = _bool_field(name, profile, "playlists", False)
     extra = profile.get("extra_files", [])
     if extra is None:
@@ -340,7 +436,83 @@ def normalize_profile(name: str, profile) -> dict:
         if pattern.lower().endswith(".flac"):
             raise ProfileError(name, "extra_files", f"{pattern!r}: FLAC tracks are encoded, not copied")
     out["extra_files"] = list(extra)
+    mode = profile.get("replaygain", "keep")
+    if mode not in REPLAYGAIN_MODES:
+        raise ProfileError(name, "replaygain", f"expected keep or compute, got {mode!r}")
+    out["replaygain"] = mode
+    lossy = profile.get("lossy", "copy")
+    if lossy not in LOSSY_MODES:
+        raise ProfileError(name, "lossy", f"expected copy, transcode or skip, got {lossy!r}")
+    out["lossy"] = lossy
     return out
+
+
+def _device_fields(name: str, codec: str, profile: dict) -> dict:
+    """`names` (with `fat32_names: true` its alias), `ascii_names`, `id3` and the subset
+    (`include`, `exclude`), checked; `fat32_names` stays in the result as `names == "fat32"`."""
+    out: dict = {}
+    style = profile.get("names")
+    alias = profile.get("fat32_names")
+    fat32 = None if alias is None else _bool_field(name, profile, "fat32_names", False)
+    if style is None:
+        style = "fat32" if fat32 else "exfat"
+    elif style not in NAMES_STYLES:
+        raise ProfileError(name, "names", f"unknown names {style!r} (choose one of {', '.join(NAMES_STYLES)})")
+    elif fat32 is not None and fat32 != (style == "fat32"):
+        raise ProfileError(name, "fat32_names", f"fat32_names: {str(fat32).lower()} contradicts names: {style} "
+                                                "(fat32_names: true is names: fat32; give names alone)")
+    out["names"] = style
+    out["fat32_names"] = style == "fat32"
+    out["ascii_names"] = _bool_field(name, profile, "ascii_names", False)
+    version = profile.get("id3")
+    takes_id3 = CODEC_TABLE[codec]["tags"].startswith("id3")
+    if version is not None and not takes_id3:
+        raise ProfileError(name, "id3", f"does not apply to codec {codec} (ID3 tags are MP3's)")
+    if takes_id3:
+        version = "2.4" if version is None else (str(version) if isinstance(version, (str, float)) else version)
+        if version not in ID3_VERSIONS:
+            raise ProfileError(name, "id3", f"expected \"2.4\" or \"2.3\", got {profile.get('id3')!r}")
+        out["id3"] = version
+    for field in ("include", "exclude"):
+        out[field] = _subset_rules(name, field, profile.get(field))
+    return out
+
+
+def _subset_rules(name: str, field: str, rules) -> dict | None:
+    """`include` / `exclude`: {paths: [globs], tags: {TAG: [values]}}, normalised (tag names in
+    upper case, a single value as a list of one); None when not given."""
+    if rules is None:
+        return None
+    if not isinstance(rules, dict):
+        raise ProfileError(name, field, f"expected a mapping with paths and/or tags, got {rules!r}")
+    unknown = sorted(set(rules) - set(SUBSET_RULES), key=str)
+    if unknown:
+        raise ProfileError(name, field, f"unknown rule {unknown[0]!r} (known: paths, tags)")
+    paths = rules.get("paths") or []
+    paths = [paths] if isinstance(paths, str) else paths
+    if not isinstance(paths, (list, tuple)):
+        raise ProfileError(name, field, f"paths: expected a list of globs, got {paths!r}")
+    for glob in paths:
+        if not isinstance(glob, str) or not glob.strip("/ "):
+            raise ProfileError(name, field, f"paths: expected a non-empty glob, got {glob!r}")
+        if glob.startswith("/") or ".." in glob.split("/") or any(ord(ch) < 32 for ch in glob):
+            raise ProfileError(name, field, f"paths: {glob!r}: a glob of paths within the sources folder "
+                                            "(no leading '/', no '..', no control characters)")
+    tags = rules.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise ProfileError(name, field, f"tags: expected a mapping of tag name to values, got {tags!r}")
+    norm_tags: dict[str, list[str]] = {}
+    for tag, values in tags.items():
+        if not isinstance(tag, str) or not re.fullmatch(r"[\x20-\x3C\x3E-\x7D]+", tag):
+            raise ProfileError(name, field, f"tags: {tag!r} is not a tag name (printable ASCII, no '=')")
+        values = [values] if isinstance(values, str) else values
+        if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, str) for v in values):
+            raise ProfileError(name, field, f"tags: {tag}: expected a value or a list of values, got {values!r}")
+        norm_tags.setdefault(tag.upper(), []).extend(values)
+    if not paths and not norm_tags:
+        raise ProfileError(name, field, "names no paths and no tags (leave it out to match "
+                                        + ("everything)" if field == "include" else "nothing)"))
+    return {"paths": list(paths), "tags": norm_tags}
 
 
 def encoder_command(profile: dict, out: str) -> list[str]:
@@ -355,7 +527,9 @@ def encoder_command(profile: dict, out: str) -> list[str]:
         if part == SETTINGS:
             for field, spec in entry["settings"].items():
                 if profile.get(field) is not None:
-                    argv += [arg.format(profile[field]) for arg in spec["args"]]
+                    # "scale": the profile's value is in 1/scale of the encoder's unit
+                    value = profile[field] / spec["scale"] if "scale" in spec else profile[field]
+                    argv += [arg.format(value) for arg in spec["args"]]
         else:
             argv.append(out if part == OUT else part)
     return argv
@@ -398,10 +572,17 @@ def render_tup_config(name: str, profile) -> str:
     lines += [
         ("ART", "y" if p["art"] else "n"),
         ("ART_MAX_SIZE", str(p["art_max_size"])),
-        ("FAT32_NAMES", "y" if p["fat32_names"] else "n"),
+        ("NAMES", p["names"]),
+        ("ASCII_NAMES", "y" if p["ascii_names"] else "n"),
+        *([("ID3", p["id3"])] if p.get("id3") else []),
+        *[(field.upper(), json.dumps(p[field], ensure_ascii=True, sort_keys=True, separators=(",", ":")))
+          for field in ("include", "exclude") if p[field] is not None],
         ("PLAYLISTS", "y" if p["playlists"] else "n"),
         ("EXTRA_FILES", json.dumps(p["extra_files"], ensure_ascii=True, separators=(",", ":"))),
     ]
+    # only when computed: a profile that keeps the sources' ReplayGain renders as before
+    lines += [("REPLAYGAIN", p["replaygain"])] if p["replaygain"] != "keep" else []
+    lines += [("LOSSY", p["lossy"])] if p["lossy"] != "copy" else []  # (the default renders as before)
     return HEADER.format(name=name) + "".join(f"CONFIG_{k}={v}\n" for k, v in lines)
 
 
@@ -431,11 +612,11 @@ def parse_tup_config(text: str, name: str | None = None) -> tuple[str, dict]:
         field = key.lower()
         if field in ("art", "fat32_names", "playlists"):
             profile[field] = raw
-        elif field == "extra_files":
+        elif field in ("extra_files", "include", "exclude"):
             try:
                 profile[field] = json.loads(raw)
             except ValueError as exc:
-                raise ProfileError(config_name, field, f"not a JSON list: {exc}") from None
+                raise ProfileError(config_name, field, f"not JSON: {exc}") from None
         else:
             profile[field] = raw
     normal = normalize_profile(config_name, profile)

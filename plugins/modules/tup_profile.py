@@ -28,7 +28,11 @@ options:
   profile:
     description:
       - The profile settings.
-      - C(codec) (required) is one of C(flac), C(opus), C(mp3), C(vorbis).
+      - C(codec) (required) is one of C(flac), C(opus), C(mp3), C(vorbis), C(aac) (AAC-LC in C(.m4a), for
+        Apple devices).
+      - C(max_sample_rate) (a sample rate such as 44100 or 48000) and C(max_bit_depth) (16 or 24,
+        lossless codecs) - sources above them are resampled or reduced with dither; sources at or
+        under them pass unchanged.
       - The codec's encoder settings (such as C(compression_level), C(bitrate), C(quality)), their
         values and defaults are those of the codec table in C(plugins/module_utils/music_profile.py);
         the collection's README.md lists them (its profile reference is generated from the table).
@@ -36,7 +40,16 @@ options:
         it is, else 16-8192), C(fat32_names) (bool, default false), C(playlists) (bool, default
         false), C(extra_files) (list of glob patterns of files copied beside the tracks),
         C(channels) (1 or 2, sources with more channels are downmixed; unset keeps each source's
-        channels, MP3 downmixing to 2).
+        channels, MP3 downmixing to 2), C(replaygain) (C(keep), the default, or C(compute) - the
+        ReplayGain 2.0 track and album gain and peak a source lacks, measured by loudgain),
+        C(lossy) (C(copy), the default, C(transcode) or C(skip), what MP3, AAC, Opus and Vorbis
+        sources become; skipped ones are listed in the report).
+      - C(names) (C(exfat), the default, C(fat32) or C(posix) - the names the device takes;
+        C(fat32_names=true) is C(names=fat32)), C(ascii_names) (bool, default false; names
+        transliterated to ASCII), C(id3) (C("2.4"), the default, or C("2.3"), MP3 only),
+        C(include) and C(exclude) (a subset, each a dict of C(paths) (globs of source paths) and/or
+        C(tags) (tag name to values); a track is built when it matches C(include), if given, and
+        not C(exclude)).
     type: dict
   config:
     description:

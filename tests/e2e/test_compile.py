@@ -17,7 +17,7 @@ from mutagen.oggopus import OggOpus
 from PIL import Image
 
 from compile_helpers import BAD, ODD_NAMES, add_odd_and_bad_files, encoder_runs, journal, recap, report, run_playbook, scratch
-from musicbuild.names import is_fat32_safe
+from musicbuild.names import exfat_path, is_exfat_safe, is_fat32_safe
 from music_devkit.library import make_library
 
 pytestmark = pytest.mark.slow
@@ -69,12 +69,10 @@ def source_tags(path: Path) -> dict[str, list[str]]:
 
 
 def output_for(builds: Path, profile: str, rel: str) -> Path:
-    ext = {"flac": ".flac", "phone": ".opus", "car": ".mp3"}[profile]
-    if profile != "car":
-        return builds / profile / (os.path.splitext(rel)[0] + ext)
-    # car names are sanitised; find the output through the build's own record of it.
-    dests = json.loads((builds / ".music" / "scan-cache.json").read_text())["dests"]["car"]
-    return builds / "car" / dests[rel][1]
+    # names are made safe for the device (car: fat32; flac and phone: exfat, the default); find
+    # the output through the build's own record of it.
+    dests = json.loads((builds / ".music" / "scan-cache.json").read_text())["dests"][profile]
+    return builds / profile / dests[rel][1]
 
 
 def opus_audio_kbps(path: Path) -> float:
@@ -127,10 +125,17 @@ def test_flac_and_phone_trees_mirror_the_sources_without_the_unusable_files(comp
     good = good_sources(src)
     for profile, ext in (("flac", ".flac"), ("phone", ".opus")):
         produced = sorted(str(p.relative_to(builds / profile)) for p in (builds / profile).rglob(f"*{ext}"))
-        assert produced == sorted(os.path.splitext(g)[0] + ext for g in good)
+        # one output per usable source, at the source's name as exFAT (the default names) takes
+        # it: ':' and '?' as '_', and Same/same numbered, since exFAT finds a name in any case
+        outputs = [str(output_for(builds, profile, g).relative_to(builds / profile)) for g in good]
+        assert produced == sorted(outputs)
+        assert len({p.casefold() for p in produced}) == len(produced) and all(map(is_exfat_safe, produced))
+        for g, out in zip(good, outputs):
+            wanted = exfat_path(os.path.splitext(g)[0] + ext)
+            assert out == wanted or re.fullmatch(re.escape(os.path.splitext(wanted)[0]) + r" \(\d\)" + ext, out), out
     odd = builds / "phone" / "Odd Names"
     for name in ODD_NAMES:
-        assert (odd / (os.path.splitext(name)[0] + ".opus")).is_file(), name
+        assert (odd / exfat_path(os.path.splitext(name)[0] + ".opus")).is_file() or name == "same.flac", name
     assert not list((builds / "phone").rglob("*truncated*")) and not list((builds / "phone").rglob("*empty*"))
 
 

@@ -20,6 +20,7 @@ import pytest
 from mutagen.flac import FLAC
 
 from compile_helpers import encoder_runs, files_under, journal, report, run_playbook, music_build, scratch
+from musicbuild import names
 from musicbuild.profile import render_tup_config
 from music_devkit.library import make_library, synth_flac
 
@@ -84,6 +85,12 @@ def build(lib, only: str = "") -> dict:
     run = music_build(lib["src"], lib["builds"], only=only)
     assert run.returncode == 0, run.stderr + run.stdout[-2000:]
     return report(lib["builds"])
+
+
+def output(lib, profile: str, rel: Path, ext: str | None = None) -> Path:
+    """Where source `rel` lands in flac or phone of group_vars' profiles: they have the default
+    names, exfat (the library's 'Album 1: Songs of Spring' is 'Album 1_ Songs of Spring')."""
+    return lib["builds"] / profile / names.desired_dest(str(rel), ext, names.Naming("exfat"))
 
 
 def snapshot(builds: Path) -> dict[str, tuple[int, int]]:
@@ -189,8 +196,8 @@ def test_a_tag_edit_retags_every_profile_without_reencoding(lib):
     for profile in PROFILES:
         assert rep["profiles"][profile]["retagged"] == 1 and rep["profiles"][profile]["encoded"] == 0
     rel = track.relative_to(lib["src"])
-    assert FLAC(lib["builds"] / "flac" / rel)["TITLE"] == ["Renamed Song"]
-    assert mutagen.File(lib["builds"] / "phone" / rel.with_suffix(".opus"))["TITLE"] == ["Renamed Song"]
+    assert FLAC(output(lib, "flac", rel))["TITLE"] == ["Renamed Song"]
+    assert mutagen.File(output(lib, "phone", rel, "opus"))["TITLE"] == ["Renamed Song"]
     car = next((lib["builds"] / "car").rglob(track.stem + ".mp3"))
     assert mutagen.File(car)["TIT2"].text == ["Renamed Song"]
 
@@ -201,11 +208,11 @@ def test_building_only_chosen_profiles_leaves_the_others_for_the_next_full_build
     rep = build(lib, only="phone")
     assert set(rep["profiles"]) == {"phone"} and rep["profiles"]["phone"]["retagged"] == 1
     rel = track.relative_to(lib["src"])
-    assert FLAC(lib["builds"] / "flac" / rel)["GENRE"] != ["Later"]
+    assert FLAC(output(lib, "flac", rel))["GENRE"] != ["Later"]
     rep = build(lib)
     assert rep["profiles"]["phone"]["retagged"] == 0
     assert rep["profiles"]["flac"]["retagged"] == rep["profiles"]["car"]["retagged"] == 1
-    assert FLAC(lib["builds"] / "flac" / rel)["GENRE"] == ["Later"]
+    assert FLAC(output(lib, "flac", rel))["GENRE"] == ["Later"]
     assert encoder_runs(lib["builds"]) == 0
 
 
@@ -231,12 +238,12 @@ def test_deleting_a_source_removes_its_outputs_and_playlist_entries(lib):
     track.unlink()
     rep = build(lib)
     assert encoder_runs(lib["builds"]) == 0
-    assert not (lib["builds"] / "flac" / rel).exists()
-    assert not (lib["builds"] / "phone" / rel.with_suffix(".opus")).exists()
+    assert output(lib, "flac", rel).parent.is_dir() and not output(lib, "flac", rel).exists()
+    assert not output(lib, "phone", rel, "opus").exists()
     assert not car.exists()
     for profile in PROFILES:
         assert rep["profiles"][profile]["removed"] == 1
-    playlist = next((lib["builds"] / "phone" / rel.parent).glob("*.m3u8"))
+    playlist = next(output(lib, "phone", rel).parent.glob("*.m3u8"))
     entries = [ln for ln in playlist.read_text().splitlines() if not ln.startswith("#")]
     assert len(entries) == 2 and track.stem + ".opus" not in entries
 

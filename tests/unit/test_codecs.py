@@ -23,6 +23,8 @@ SETTINGS = [
     ("mp3", "quality", (0, 9), 2, ("-V", "{}")),
     ("vorbis", "bitrate", (45, 500), None, ("-b", "{}")),
     ("vorbis", "quality", (-1, 10), 5, ("-q", "{}")),
+    ("aac", "bitrate", (16, 512), 256, ("-b:a", "{}k")),
+    ("aac", "quality", (1, 20), None, ("-q:a", "{}")),  # in tenths: 5 is -q:a 0.5 (SCALE)
 ]
 
 # codec: extension, tag writer, the encoder command (S: the settings' arguments, O: the output).
@@ -32,8 +34,17 @@ CODECS = {
     "opus": ("opus", tags.write_opus, ["opusenc", "--quiet", S, "-", O]),
     "mp3": ("mp3", tags.write_id3v24, ["lame", "--quiet", S, "-", O]),
     "vorbis": ("ogg", tags.write_vorbis, ["oggenc", "--quiet", S, "-o", O, "-"]),
+    "aac": ("m4a", tags.write_mp4, ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-f", "wav", "-i", "-",
+                                    "-map_metadata", "-1", "-c:a", "aac", S, "-movie_timescale", "28224000",
+                                    "-f", "ipod", "-y", O]),
 }
 ROWS = {(codec, setting): row for codec, setting, *row in SETTINGS}
+# Settings given in a fraction of the encoder's unit: the value the encoder gets is value / scale.
+SCALE = {("aac", "quality"): 10}
+
+
+def _encoder_value(codec, setting, value):
+    return value / SCALE[codec, setting] if (codec, setting) in SCALE else value
 
 
 def _edges(allowed):
@@ -59,7 +70,7 @@ def _expected_command(codec, profile):
         if part == S:
             for setting in CODEC_TABLE[codec]["settings"]:
                 if profile.get(setting) is not None:
-                    argv += [a.format(profile[setting]) for a in ROWS[codec, setting][2]]
+                    argv += [a.format(_encoder_value(codec, setting, profile[setting])) for a in ROWS[codec, setting][2]]
         else:
             argv.append("OUT" if part == O else part)
     return argv
@@ -84,7 +95,7 @@ def test_codec_entry(codec):
 
 def test_settings_are_well_formed():
     track = ["track", "--profile", "p", "--codec", "flac", "--audio", "a", "--tags", "t", "--track", "k", "--receipt", "r"]
-    own = {"command", "profile", "codec", "art", "art_max_size", "audio", "tags", "track", "receipt"}
+    own = {"command", "profile", "codec", "art", "art_max_size", "id3", "audio", "tags", "track", "receipt"}
     assert set(vars(encode.parser().parse_args(track))) == own | set(SETTING_NAMES) | set(AUDIO_FIELDS)
     for codec, entry in CODEC_TABLE.items():
         for setting, spec in entry["settings"].items():
@@ -147,7 +158,7 @@ def test_encoder_arguments(codec, setting, allowed, default, args):
         profile = normalize_profile("p", _alone(codec, setting, value))
         argv = encoder_command(profile, "OUT")
         assert argv == _expected_command(codec, profile)
-        mine = [a.format(value) for a in args]
+        mine = [a.format(_encoder_value(codec, setting, value)) for a in args]
         assert any(argv[i:i + len(mine)] == mine for i in range(len(argv)))
         # music-encode's own encoder_command takes the settings as music-encode parsed them
         assert encode.encoder_command(codec, {s: profile.get(s) for s in CODEC_TABLE[codec]["settings"]}, "OUT") == argv
@@ -190,6 +201,7 @@ INPUT = {
     "opus": {"channels": 255, "bits": 24, "rate": None},
     "mp3": {"channels": 2, "bits": 32, "rate": None},
     "vorbis": {"channels": 255, "bits": 24, "rate": 200000},
+    "aac": {"channels": 8, "bits": 32, "rate": 96000},  # ffmpeg's aac: 7350-96000 Hz, up to 7.1
 }
 
 
@@ -197,7 +209,7 @@ INPUT = {
 def test_codec_input_limits(codec):
     assert CODEC_TABLE[codec]["input"] == INPUT[codec]
     for spec in CODEC_TABLE[codec]["settings"].values():
-        assert set(spec.get("limits", {})) <= {"per_channel", "max_rate", "probe", "max_for_channels"}
+        assert set(spec.get("limits", {})) <= {"per_channel", "max_rate", "probe", "max_for_channels", "bits_per_sample"}
     # flac reads a WAV of unknown length to its end only when told; the others always do
     assert CODEC_TABLE[codec].get("stream_args", ()) == (("--ignore-chunk-sizes",) if codec == "flac" else ())
 

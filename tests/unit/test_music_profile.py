@@ -16,12 +16,20 @@ def test_default_profiles_render(repo_root):
     assert "CONFIG_CODEC=opus" in configs["phone"] and "CONFIG_BITRATE=96" in configs["phone"]
     assert "CONFIG_ART_MAX_SIZE=500" in configs["phone"]
     assert "CONFIG_CODEC=mp3" in configs["car"] and "CONFIG_QUALITY=2" in configs["car"]
-    assert "CONFIG_FAT32_NAMES=y" in configs["car"]
+    assert "CONFIG_NAMES=fat32" in configs["car"] and "CONFIG_NAMES=exfat" in configs["phone"]
 
 
 @pytest.mark.parametrize("profile, field, words", [
-    ({"codec": "aac"}, "codec", "unknown codec 'aac'"),
+    ({"codec": "alac"}, "codec", "unknown codec 'alac'"),
     ({}, "codec", "unknown codec None"),
+    ({"codec": "aac", "bitrate": 256, "quality": 10}, "bitrate", "not both"),
+    ({"codec": "aac", "quality": 21}, "quality", "21 is out of range (1-20)"),
+    ({"codec": "flac", "max_sample_rate": 50000}, "max_sample_rate", "50000 is not a sample rate"),
+    ({"codec": "flac", "max_sample_rate": 500000}, "max_sample_rate", "out of range (8000-384000)"),
+    ({"codec": "flac", "max_bit_depth": 20}, "max_bit_depth", "20 is not a bit depth"),
+    ({"codec": "flac", "max_bit_depth": "sixteen"}, "max_bit_depth", "expected an integer"),
+    ({"codec": "mp3", "max_bit_depth": 16}, "max_bit_depth", "mp3 is lossy: its output has no bit depth"),
+    ({"codec": "aac", "max_bit_depth": 24}, "max_bit_depth", "applies to lossless codecs (flac)"),
     ({"codec": "opus", "bitrate": 700}, "bitrate", "700 is out of range (6-510)"),
     ({"codec": "opus", "bitrate": 2}, "bitrate", "out of range"),
     ({"codec": "mp3", "bitrate": 100}, "bitrate", "not an MP3 bitrate"),
@@ -82,7 +90,9 @@ def test_not_a_mapping():
 def test_defaults_filled():
     p = normalize_profile("x", {"codec": "mp3"})
     assert p == {"codec": "mp3", "quality": 2, "art": True, "art_max_size": 0,
-                 "fat32_names": False, "playlists": False, "extra_files": []}
+                 "fat32_names": False, "playlists": False, "extra_files": [],
+                 "names": "exfat", "ascii_names": False, "id3": "2.4", "include": None, "exclude": None,
+                 "lossy": "copy", "replaygain": "keep"}
 
 
 def test_parse_refuses_foreign_config():
@@ -108,6 +118,7 @@ profiles = st.one_of(
     "fat32_names": st.booleans(),
     "playlists": st.booleans(),
     "extra_files": st.lists(st.sampled_from(["cover.jpg", "*.cue", "*.log", "folder.*", "Scans *"]), unique=True),
+    "replaygain": st.sampled_from(["keep", "compute"]),
 })).flatmap(lambda base: st.one_of(st.just(base), st.integers(1, 2).map(lambda n: {**base, "channels": n})))
 # (a bitrate more than any output of the profile's channels can take is refused: see above)
 profiles = profiles.filter(lambda p: "channels" not in p or "bitrate" not in p

@@ -46,7 +46,7 @@ def test_check_mode_and_diff_write_nothing(module, capsys, tmp_path):
 def test_without_dest_only_renders(module, capsys):
     result = run(module, capsys, name="car", profile={"codec": "mp3", "fat32_names": True})
     assert result["changed"] is False
-    assert result["profile"]["fat32_names"] is True and "CONFIG_FAT32_NAMES=y" in result["config"]
+    assert result["profile"]["fat32_names"] is True and "CONFIG_NAMES=fat32" in result["config"]
 
 
 def test_config_input_is_revalidated(module, capsys, tmp_path):

@@ -163,6 +163,7 @@ def test_truncated_source_fails_alone_and_leaves_no_file(flac_file, tmp_path):
     ("opus", {"bitrate": 64}, lambda f: f.info.channels == 2),
     ("vorbis", {"quality": 3}, lambda f: f.info.sample_rate == 44100),
     ("mp3", {"bitrate": 320}, lambda f: abs(f.info.bitrate - 320000) < 2000 and f.info.bitrate_mode == BitrateMode.CBR),
+    ("aac", {"bitrate": 128}, lambda f: f.info.codec == "mp4a.40.2" and "covr" in f.tags),
 ])
 def test_every_codec_pipeline(flac_file, tmp_path, codec, settings, check):
     out = tmp_path / f"out.{codec}"

@@ -50,8 +50,10 @@ def test_playlists_get_names_of_their_own_beside_their_tracks():
     assert dests["car"]["Mixes/Album/Album.m3u8"] == "Mixes/Album/Album.m3u8"
     every = [*dests["car"].values(), *car.values()]
     assert len({p.casefold() for p in every}) == len(every)
-    # phone (not FAT32): the case-different albums are two folders; the copied m3u8 still wins.
-    assert result.playlist_dests["phone"]["artist/live/"] == "artist/live/live.m3u8"
+    # phone (names: exfat, the default): exFAT folds case as FAT32 does, so the case-different
+    # albums share one folder there too, and ':' is no exFAT name's; the copied m3u8 still wins.
+    assert result.playlist_dests["phone"]["artist/live/"] == "Artist/Live/live (2).m3u8"
+    assert result.playlist_dests["phone"]["Box/CD 1: Spring/"] == "Box/CD 1_ Spring/CD 1_ Spring.m3u8"
     assert result.playlist_dests["phone"]["Mixes/Album/"] == "Mixes/Album/Album (2).m3u8"
 
 

@@ -22,7 +22,18 @@ local channels = tup.getconfig('CHANNELS')
 if channels ~= '' then
   track_args = track_args .. ' --channels ' .. channels
 end
+-- The limits of portable players (max_sample_rate, max_bit_depth: musicbuild/limits.py), likewise.
+for _, limit in ipairs({'max_sample_rate', 'max_bit_depth'}) do
+  local value = tup.getconfig(limit:upper())
+  if value ~= '' then
+    track_args = track_args .. ' --' .. limit:gsub('_', '-') .. ' ' .. value
+  end
+end
 track_args = track_args .. ' --art ' .. tup.getconfig('ART') .. ' --art-max-size ' .. tup.getconfig('ART_MAX_SIZE')
+-- MP3's id3: "2.3" only (v2.4, the default, keeps the command lines it had).
+if tup.getconfig('ID3') == '2.3' then
+  track_args = track_args .. ' --id3 2.3'
+end
 
 local suffix = '.' .. profile .. '.track'
 for _, spec in ipairs(tup.glob('*' .. suffix)) do

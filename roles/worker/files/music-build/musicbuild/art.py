@@ -438,8 +438,13 @@ def load_art(source_path: str, cover_file: str | list[str] | None, max_size: int
     note in `notes`: what, why, and what was used instead."""
     from .source import flac_metadata  # (source.py imports this module)
 
+    from . import formats
+
     try:
-        pictures = list(flac_metadata(source_path).pictures)  # past any ID3v2 tags in front
+        if formats.kind_of(source_path) is not None:  # another format: APIC, covr, APEv2, Ogg pictures
+            pictures = formats.pictures(source_path)
+        else:
+            pictures = list(flac_metadata(source_path).pictures)  # past any ID3v2 tags in front
     except Exception:
         pictures = []  # a source whose metadata cannot be read fails in its encode, not here
     covers = [cover_file] if isinstance(cover_file, str) else list(cover_file or [])

@@ -9,6 +9,7 @@ Layout of the builds directory:
     <builds>/report.json            the last build's report
     <builds>/.music/tup/            tup's tree: Tupdefault.lua, index/, <profile>/tup.config
     <builds>/.music/state, tmp, journal.jsonl, scan-cache.json, build.log, lock
+    <builds>/.music/replaygain.json  ReplayGain measured for replaygain: compute (replaygain.py)
 """
 from __future__ import annotations
 
@@ -280,7 +281,7 @@ def dry_run(sources: str, builds: str, allow_mass_removal: bool = False, removal
     plan = {"profiles": {}, "empty_sources": False}
     if not result.seen and not result.protected and any(records.values()):
         plan["empty_sources"] = not allow_mass_removal
-    dests = scan.assign_destinations(folders, profiles, result, cache)
+    dests = scan.assign_destinations(folders, profiles, result, cache, new_sources)
     scan.plan_outputs(folders, new_sources, dests, profiles, builds, result)
     for p in profiles:
         tree = os.path.join(builds, p)

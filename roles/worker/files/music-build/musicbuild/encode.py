@@ -23,6 +23,9 @@ import wave
 
 from . import profile as music_profile
 from . import tags
+from . import limits as player_limits
+from . import replaygain
+from . import formats
 from .art import load_art
 from .source import SourceError, read_streaminfo, start_decoder
 from .fsutil import describe, display, mount_point, oserror_in, write_json
@@ -88,6 +91,8 @@ class AudioPlan:
         self.convert = False
         self.stream_input = False  # the encoder's WAV input has no length (it reads to the end)
         self.notes: list[str] = []
+        self.dither = False  # bits reduced for the profile's max_bit_depth (limits.py)
+        self.source_channels = channels
 
     def converter(self) -> list[str] | None:
         """ffmpeg's command line (WAV in, WAV out), or None for the plain pipe."""
@@ -98,7 +103,12 @@ class AudioPlan:
                else "pcm_s32le") if lossless else "pcm_s24le"
         # The input's channel layout is the WAV's channel mask (FLAC's layout); -ac downmixes
         # with ffmpeg's matrix for it (every channel but the LFE, levels normalised: no clipping).
-        return ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-f", "wav", "-i", "-",
+        # Bits reduced for the profile's max_bit_depth: resampled, downmixed and dithered in one
+        # filter (limits.dither_filter); -ac and -ar then have nothing left to do.
+        dither = (["-af", player_limits.dither_filter(self.rate, self.bits,
+                                               self.channels if self.channels != self.source_channels else None)]
+                  if self.dither else [])
+        return ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-f", "wav", "-i", "-", *dither,
                 "-ac", str(self.channels), "-ar", str(self.rate), "-c:a", pcm,
                 "-flags", "+bitexact", "-fflags", "+bitexact", "-f", "wav", "-"]
 
@@ -146,16 +156,18 @@ def plan_audio(codec: str, settings: dict, stream, accepts=None) -> AudioPlan:
             why = f"{codec} at {value} kb/s has under {low} kb/s per channel, too little for surround"
     if plan.channels < stream.channels:
         plan.notes.append(f"downmixed {stream.channels} channels to {plan.channels} ({why})")
+    # the profile's max_sample_rate and max_bit_depth (limits.py), then the codec's own limits
+    player_limits.apply(plan, settings, stream)
     # sample rate: what the codec takes, and what its settings work at
     highest, reason = takes["rate"], f"{codec} encodes at most {takes['rate']} Hz"
     for name, value in plan.settings.items():
         limit = entry["settings"][name].get("limits", {}).get("max_rate")
         if value is not None and limit is not None and (highest is None or limit < highest):
             highest, reason = limit, f"the {codec} {name} setting works up to {limit} Hz"
-    if highest is not None and stream.rate > highest:
-        plan.rate = resample_rate(stream.rate, highest)
-        plan.notes.append(f"resampled {stream.rate} Hz to {plan.rate} Hz ({reason})")
-    if stream.bits > takes["bits"]:
+    if highest is not None and plan.rate > highest:
+        before, plan.rate = plan.rate, resample_rate(plan.rate, highest)
+        plan.notes.append(f"resampled {before} Hz to {plan.rate} Hz ({reason})")
+    if plan.bits > takes["bits"]:
         plan.bits = takes["bits"]  # lossy encoders: 24 bits are more than they keep
     plan.convert = (plan.channels, plan.rate, plan.bits) != (stream.channels, stream.rate, stream.bits)
     plan.stream_input = plan.convert or not stream.length_known
@@ -167,6 +179,11 @@ def plan_audio(codec: str, settings: dict, stream, accepts=None) -> AudioPlan:
             plan.settings[name] = high * plan.channels
             plan.notes.append(f"{name} {value} kb/s is more than {codec} takes for {_channels(plan.channels)} "
                               f"({high} kb/s per channel): used {plan.settings[name]}")
+        per_sample = limits.get("bits_per_sample")  # a ceiling that depends on the rate (AAC)
+        if value is not None and per_sample and value * 1000 > per_sample * plan.channels * plan.rate:
+            plan.settings[name] = per_sample * plan.channels * plan.rate // 1000
+            plan.notes.append(f"{name} {value} kb/s is more than {codec} holds for {_channels(plan.channels)} at "
+                              f"{plan.rate} Hz ({per_sample} bits a sample and channel): used {plan.settings[name]}")
         if value is not None and limits.get("probe"):
             check = accepts or encoder_accepts
             if not check(codec, name, value, plan.channels, plan.rate):
@@ -248,19 +265,22 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str
     for this source (a downmix, a setting the codec cannot honour for it) is added to `notes`."""
     if not os.path.exists(src):
         raise TransientError("the source file is gone (moved or deleted during the build)")
+    other = formats.kind_of(src) is not None  # not a FLAC: decoded by ffmpeg (formats.py)
     try:
-        stream = read_streaminfo(src)
+        stream = formats.probe(src) if other else read_streaminfo(src)
     except FileNotFoundError:
         raise TransientError("the source file is gone (moved or deleted during the build)") from None
     plan = plan_audio(codec, settings, stream)
+    plan.notes[:0] = formats.source_notes(stream, codec)  # a lossy source transcoded
     argv = plan.encoder(out)
     convert = plan.converter()
     # The upstream programs' messages go to files: a damaged source can make the decoder say
     # more than a pipe holds, which would stop it while the encoder waits for its audio.
     with tempfile.TemporaryFile() as dec_log, tempfile.TemporaryFile() as conv_log:
         # the FLAC stream alone: past ID3v2 tags in front, short of tags appended after it
-        decoder = start_decoder(src, stream, ["--decode", "--stdout", "--silent"], stdout=subprocess.PIPE,
-                                stderr=dec_log)
+        decoder = (formats.start_decoder(src, stream, stdout=subprocess.PIPE, stderr=dec_log) if other else
+                   start_decoder(src, stream, ["--decode", "--stdout", "--silent"], stdout=subprocess.PIPE,
+                                 stderr=dec_log))
         feed, converter = decoder.stdout, None
         if convert:
             converter = subprocess.Popen(convert, stdin=feed, stdout=subprocess.PIPE, stderr=conv_log)
@@ -283,10 +303,14 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str
     full = disk_full(out)
     if full:
         raise TransientError(full)
+    if other and decoder.returncode > 0 and os.path.exists(src):
+        # (before the encoder's failure: ffmpeg stopping at a damaged frame can leave the
+        # encoder without even a WAV header)
+        formats.check_decodes(src, stream)  # a SourceError when it does not decode by itself
     if encoder.returncode != 0:
         raise TransientError(f"{codec} encoder ({argv[0]}) {_ended(encoder.returncode)}: "
                              + _last_line(enc_err, "no message"))
-    if decoder.returncode > 0 and os.path.exists(src):
+    if not other and decoder.returncode > 0 and os.path.exists(src):
         alone = start_decoder(src, stream, ["--test", "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         alone_err = alone.communicate()[1]
         if alone.returncode != 0 and os.path.exists(src):
@@ -297,7 +321,8 @@ def run_pipeline(src: str, codec: str, settings: dict, out: str, notes: list[str
     if converter is not None and converter.returncode != 0:
         raise TransientError(f"converter ({convert[0]}) {_ended(converter.returncode)}: "
                              + _last_line(conv_err, "no message"))
-    raise TransientError(f"flac decoder {_ended(decoder.returncode)}: " + _last_line(dec_err, "no message"))
+    raise TransientError(f"{'ffmpeg' if other else 'flac'} decoder {_ended(decoder.returncode)}: "
+                         + _last_line(dec_err, "no message"))
 
 
 # Every MP3 bitrate (kb/s): MPEG-1 Layer III, then those only MPEG-2 and 2.5 have.
@@ -373,9 +398,16 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
     key = os.path.basename(args.track)[: -len(f".{profile}.track")]
     folder = os.path.basename(os.path.dirname(os.path.normpath(os.path.join(args.cwd, args.track))))
     state_path = os.path.join(music, "state", profile, folder, key + ".json")
-    audio_key = _digest(audio, codec, music_profile.digest_settings(codec, settings))
+    # a limit (max_sample_rate, max_bit_depth) enters as what it makes of this source, if anything
+    audio_key = _digest(audio, codec, music_profile.digest_settings(codec, player_limits.digest_view(settings, audio)))
     revision = tags.WRITER_REVISIONS.get(music_profile.CODEC_TABLE[codec]["tags"])
-    tags_key = _digest(tag_info, codec, args.art, args.art_max_size, *([revision] if revision else []))
+    # ReplayGain computed for a profile with replaygain: compute (replaygain.py): tags added to
+    # the source's, or a note; in the tags digest only when there (a re-tag, never a re-encode).
+    computed = spec.get("replaygain")
+    tag_pairs = replaygain.merge(tag_info["tags"], computed)
+    tags_key = _digest(tag_info, codec, args.art, args.art_max_size, *([revision] if revision else []),
+                       *([computed] if computed else []),
+                       *(["id3v2.3"] if args.id3 == "2.3" else []))  # id3: "2.3" re-tags (v2.4 keeps its key)
     try:
         state = _read_json(state_path)
     except (OSError, ValueError):
@@ -409,12 +441,12 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
             journal(music, profile=profile, event="encoder", source=spec["source"])
             audio_notes = []
             run_pipeline(spec["src"], codec, settings, tmp, audio_notes)
-            tags.write_tags(tmp, codec, tag_info["tags"], art)
+            tags.write_tags(tmp, codec, tag_pairs, art, id3=args.id3)
             publish(tmp, dest)
             event = "encoded"
         elif state.get("tags_key") != tags_key:
             shutil.copyfile(dest, tmp)
-            tags.write_tags(tmp, codec, tag_info["tags"], art)
+            tags.write_tags(tmp, codec, tag_pairs, art, id3=args.id3)
             publish(tmp, dest)
             event = "retagged"
         else:
@@ -435,7 +467,8 @@ def cmd_track(args, inputs) -> tuple[int, str | None]:
                 pass
         _fail(music, profile, spec["source"], reason, retry)
         return 1, None
-    notes = audio_notes + art_notes if event in ("encoded", "retagged") else None
+    rg_notes = [computed["note"]] if computed and computed.get("note") else []
+    notes = audio_notes + art_notes + rg_notes if event in ("encoded", "retagged") else None
     if not _journal_made(music, profile, spec["source"], event, dest, notes):
         return 1, None
     return 0, f"{event} {time.time():.0f}\n"
@@ -479,6 +512,8 @@ def cmd_copy(args, inputs) -> tuple[int, str | None]:
     try:
         os.makedirs(tmpdir, exist_ok=True)
         shutil.copyfile(spec["src"], tmp)
+        if spec.get("id3"):  # a copied MP3 in a profile of id3: "2.3" (formats.py)
+            formats.retag_copy(tmp, spec["id3"])
         publish(tmp, spec["dest"])
     except OSError as exc:
         _discard(tmp)
@@ -504,8 +539,11 @@ def parser() -> argparse.ArgumentParser:
     # Common fields that change the audio (AUDIO_FIELDS), passed only when the profile sets them.
     t.add_argument("--channels", type=int, choices=range(music_profile.CHANNELS_RANGE[0],
                                                          music_profile.CHANNELS_RANGE[1] + 1))
+    t.add_argument("--max-sample-rate", type=int, choices=music_profile.SAMPLE_RATES)
+    t.add_argument("--max-bit-depth", type=int, choices=music_profile.BIT_DEPTHS)
     t.add_argument("--art", choices=["y", "n"], default="y")
     t.add_argument("--art-max-size", type=int, default=0)
+    t.add_argument("--id3", choices=music_profile.ID3_VERSIONS)  # passed only for id3: "2.3"
     t.add_argument("--audio", required=True)
     t.add_argument("--tags", required=True)
     t.add_argument("--track", required=True)

@@ -20,6 +20,8 @@ from .profile import EXTENSIONS
 from .scan import ScanResult, write_if_changed
 
 AUDIO_EXTS = tuple("." + ext for ext in EXTENSIONS.values())  # what the codec table's encoders write
+from .formats import KINDS as _COPIED  # noqa: E402 (lossy sources copied as they are are tracks too)
+AUDIO_EXTS += tuple(ext for ext in _COPIED if ext not in AUDIO_EXTS)
 MADE_EVENTS = ("encoded", "retagged", "unchanged", "copied", "moved")
 FIRST = 5  # paths listed in the report for long lists
 
@@ -102,8 +104,9 @@ def update_notes(music: str, profile: str, events: list[dict], result: ScanResul
             else:
                 notes.pop(e["source"], None)
     tracks = set(result.tracks)
+    outside = result.outside.get(profile, set())  # left out by the profile's subset: its output is gone
     for source in list(notes):
-        if source not in tracks and not result.is_protected(source):
+        if (source not in tracks or source in outside) and not result.is_protected(source):
             del notes[source]
     if json.dumps(notes, sort_keys=True) != before:
         os.makedirs(os.path.dirname(notes_path(music, profile)), exist_ok=True)
@@ -238,12 +241,17 @@ def account(p: str, builds: str, music: str, result: ScanResult, events: list[di
         "path": display(tree),
         "encoded": encoded,
         "retagged": retagged,
-        "unchanged": max(0, len(result.tracks) - encoded - retagged - moved - track_failures),
+        "unchanged": max(0, len(result.tracks) - encoded - retagged - moved - track_failures
+                         - len(getattr(result, "skipped", {}).get(p, [])) - len(result.outside.get(p, ()))),
         "moved": moved,
+        "outside_subset": len(result.outside.get(p, ())),  # tracks its include/exclude leave out
         "removed": removed,
         "restored": result.restored.get(p, 0),
         "failed": sorted(failed, key=lambda f: f["source"]),
         "foreign": first(foreign_files(tree, record, result.expected[p])),
+        # lossy sources this profile leaves out (its lossy: skip): every one named
+        "skipped": {"count": len(getattr(result, "skipped", {}).get(p, [])),
+                    "sources": [display(s) for s in sorted(getattr(result, "skipped", {}).get(p, []))]},
         "notes": [{**exact(source), "note": display(text)} for source in sorted(notes) for text in notes[source]],
     }
     if plan.withheld:

@@ -23,6 +23,9 @@ from .profile import EXTENSIONS
 
 from . import names, tags
 from . import art
+from . import subsets
+from . import replaygain
+from . import formats
 from .source import SourceError, read_source
 from .fsutil import atomic_write, display, write_json
 
@@ -49,6 +52,12 @@ class ScanResult:
     restored: dict[str, int] = field(default_factory=dict)    # profile -> outputs found missing
     # Sources gone from their path whose audio is now at another path (renamed or moved).
     moved: set[str] = field(default_factory=set)
+    # profile -> the usable tracks its subset (include/exclude) leaves out
+    outside: dict[str, set[str]] = field(default_factory=dict)
+    # source -> its track spec's "replaygain" entry, for profiles with replaygain: compute
+    replaygain: dict[str, dict] = field(default_factory=dict)
+    # profile -> lossy sources left out by its `lossy: skip` (formats.mode), for the report
+    skipped: dict[str, list[str]] = field(default_factory=dict)
 
     def is_protected(self, source: str) -> bool:
         return source in self.protected or any(source.startswith(p) for p in self.protected if p.endswith("/"))
@@ -108,7 +117,7 @@ def walk_sources(sources: str, onerror=None):
 
 
 def is_track(name: str) -> bool:
-    return name.lower().endswith(".flac")
+    return formats.is_audio(name)  # FLAC, or another format (formats.py): never silently left out
 
 
 def load_cache(path: str) -> dict:
@@ -136,6 +145,7 @@ class Folder:
     others: list[str]
     cover: list[str] | None
     stale: bool = False
+    lossy: dict[str, str] = field(default_factory=dict)  # name -> codec, of the lossy sources among `good`
 
 
 def _rel(rel_dir: str, name: str) -> str:
@@ -155,7 +165,8 @@ def scan(sources: str, builds: str, tup_root: str, profiles: dict[str, dict], ca
             and not allow_empty:
         raise EmptySources(f"the sources folder {display(sources)} is empty, but earlier builds made "
                            f"{sum(len(r) for r in (records or {}).values())} outputs from it")
-    dests = assign_destinations(folders, profiles, result, cache)
+    dests = assign_destinations(folders, profiles, result, cache, new_sources)
+    result.replaygain = replaygain.compute(folders, new_sources, profiles, sources, music_dir)
     index = os.path.join(tup_root, "index")
     rebuild = find_missing(dests, profiles, builds, records or {}, cache, result)
     keep_dirs = write_index(index, folders, new_sources, dests, profiles, sources, builds, music_dir, result,
@@ -192,7 +203,7 @@ def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Fo
         cover_info = art.cover_candidates(os.path.join(sources, rel_dir), art.find_cover_files(others),
                                           old_cover) if track_names else []
         cover = [c["name"] for c in cover_info]
-        good = []
+        good, lossy = [], {}
         for name in track_names:
             rel = _rel(rel_dir, name)
             entry, kept = read_track(sources, rel, old_sources.get(rel), result)
@@ -205,10 +216,12 @@ def survey(sources: str, old_sources: dict, result: ScanResult) -> tuple[list[Fo
                 result.failed.append({"source": rel, "reason": entry["error"], "retry": False})
             else:
                 good.append(name)
+                if entry.get("lossy"):
+                    lossy[name] = entry["lossy"]
                 if not kept:
                     result.tracks.append(rel)
         if track_names or others:
-            folders.append(Folder(rel_dir, good, others, cover))
+            folders.append(Folder(rel_dir, good, others, cover, lossy=lossy))
     folders += keep_unreadable(unreadable, old_sources, new_sources, result)
     find_moved(old_sources, new_sources, result)
     return folders, new_sources
@@ -243,9 +256,11 @@ def read_track(sources: str, rel: str, entry: dict | None, result: ScanResult) -
         # embedded_art listed every picture is read again, once.
         if not entry or entry.get("sig") != sig or "error" in entry or not isinstance(entry.get("embedded_art"), list):
             try:
-                info = read_source(path)
+                info = formats.read_any(path)  # a FLAC, or another format
                 entry = {"sig": sig, "audio": info["audio"], "tags": info["tags"],
                          "embedded_art": info["embedded_art"], "length": info["length"]}
+                if info.get("lossy"):
+                    entry["lossy"] = info["lossy"]
             except SourceError as exc:
                 entry = {"sig": sig, "error": str(exc)}
         elif not os.access(path, os.R_OK):
@@ -275,6 +290,8 @@ def keep_unreadable(unreadable: list[str], old_sources: dict, new_sources: dict,
                 new_sources[rel] = entry
                 rel_dir, name = posixpath.split(rel)
                 folders.setdefault(rel_dir, Folder(rel_dir, [], [], None, stale=True)).good.append(name)
+                if entry.get("lossy"):
+                    folders[rel_dir].lossy[name] = entry["lossy"]
     return [folders[k] for k in sorted(folders)]
 
 
@@ -299,19 +316,34 @@ def find_missing(dests: dict[str, dict[str, str]], profiles: dict[str, dict], bu
 
 
 def assign_destinations(folders: list[Folder], profiles: dict[str, dict], result: ScanResult,
-                        cache: dict) -> dict[str, dict[str, str]]:
-    """Stage 2: each source's output path per profile, stable across builds (kept in the cache)."""
+                        cache: dict, sources: dict | None = None) -> dict[str, dict[str, str]]:
+    """Stage 2: each source's output path per profile, stable across builds (kept in the cache).
+    A profile holds the tracks its subset admits (subsets.py; tag rules read the tags of
+    `sources`, the scan's entries), and the extra files that go with them."""
     wanted: dict[str, dict[str, str]] = {p: {} for p in profiles}
     for folder in folders:
         for name in folder.good:
             rel = _rel(folder.rel, name)
+            track_tags = subsets.tag_values((sources or {}).get(rel, {}).get("tags", []))
             for p, prof in profiles.items():
-                wanted[p][rel] = names.desired_dest(rel, EXTENSIONS[prof["codec"]], prof["fat32_names"])
+                if not subsets.holds_track(prof, rel, track_tags):
+                    # outside the profile's subset: no output (an earlier one is pruned)
+                    if not folder.stale:
+                        result.outside.setdefault(p, set()).add(rel)
+                    continue
+                how = formats.mode(folder.lossy.get(name), prof)  # encode, copy (as it is) or skip
+                if how == "skip":
+                    result.skipped.setdefault(p, []).append(rel)
+                    continue
+                wanted[p][rel] = names.desired_dest(rel, EXTENSIONS[prof["codec"]] if how == "encode" else None,
+                                                    names.naming(prof))
         for name in folder.others:
             rel = _rel(folder.rel, name)
             for p, prof in profiles.items():
-                if any(fnmatch.fnmatch(name.lower(), pat.lower()) for pat in prof["extra_files"]):
-                    wanted[p][rel] = names.desired_dest(rel, None, prof["fat32_names"])
+                held = any(_rel(folder.rel, n) in wanted[p] for n in folder.good) if folder.good else None
+                if any(fnmatch.fnmatch(name.lower(), pat.lower()) for pat in prof["extra_files"]) \
+                        and subsets.holds_file(prof, rel, held):
+                    wanted[p][rel] = names.desired_dest(rel, None, names.naming(prof))
     # A failed track keeps whatever its last good build produced.
     failed_with_output = {f["source"] for f in result.failed}
     dests: dict[str, dict[str, str]] = {}
@@ -326,9 +358,9 @@ def assign_destinations(folders: list[Folder], profiles: dict[str, dict], result
                 wanted[p][rel] = prev[rel][0]
         # Album playlists share the tracks' and extra files' names (a box set's discs merged
         # into one FAT32 folder, a copied *.m3u8) and are kept across builds as they are.
-        lists[p] = names.playlist_wanted(albums, wanted[p], prof["fat32_names"]) if prof["playlists"] else {}
+        lists[p] = names.playlist_wanted(albums, wanted[p], names.naming(prof)) if prof["playlists"] else {}
         prev.update((k, tuple(v)) for k, v in old_playlists.get(p, {}).items())
-        assigned = names.assign_dests({**wanted[p], **lists[p]}, prev, prof["fat32_names"], yielding=set(lists[p]))
+        assigned = names.assign_dests({**wanted[p], **lists[p]}, prev, names.naming(prof), yielding=set(lists[p]))
         dests[p] = {rel: assigned[rel] for rel in wanted[p]}
         result.playlist_dests[p] = {key: assigned[key] for key in lists[p]}
     cache["dests"] = {p: {rel: [wanted[p][rel], d] for rel, d in dests[p].items()} for p in profiles}
@@ -372,10 +404,25 @@ def write_index(index: str, folders: list[Folder], new_sources: dict, dests: dic
             put(f"{key}.audio", _json(entry["audio"]))
             put(f"{key}.tags", _json({"tags": entry["tags"], "art": art_id}))
             for p in profiles:
+                if rel not in dests[p]:
+                    continue  # left out of this profile (skipped)
                 dest = os.path.join(builds, p, dests[p][rel])
+                if formats.mode(folder.lossy.get(name), profiles[p]) == "copy":
+                    # A lossy source copied as it is, as an extra file is: again whenever the
+                    # file changes (a tag edit too: a cheap copy).
+                    spec = {"source": rel, "src": src, "dest": dest, "sig": entry["sig"], "music": music_dir}
+                    id3 = formats.copy_id3_version(folder.lossy.get(name), profiles[p])
+                    if id3:  # an MP3 in a profile of id3: "2.3": its tag saved as v2.3
+                        spec["id3"] = id3
+                    if rebuild.get(p, {}).get(rel):
+                        spec["rebuild"] = rebuild[p][rel]
+                    put(f"{key}.{p}.copy", _json(spec))
+                    continue
                 spec = {"source": rel, "src": src, "dest": dest, "cover": cover_path, "music": music_dir}
                 if rebuild.get(p, {}).get(rel):
                     spec["rebuild"] = rebuild[p][rel]
+                if rel in result.replaygain and profiles[p].get("replaygain") == "compute":
+                    spec["replaygain"] = result.replaygain[rel]  # computed tags or a note: a re-tag
                 put(f"{key}.{p}.track", _json(spec))
         for name in folder.others:
             rel = _rel(folder.rel, name)
@@ -425,7 +472,8 @@ def plan_outputs(folders: list[Folder], new_sources: dict, dests: dict[str, dict
         lists = result.playlist_dests.get(p, {})
         result.playlists[p] = [playlist_spec(f.rel, f.good, new_sources, dests[p], builds, p,
                                              lists[names.playlist_key(f.rel)])
-                               for f in folders if prof["playlists"] and f.good and not f.stale]
+                               for f in folders if prof["playlists"] and f.good and not f.stale
+                               and names.playlist_key(f.rel) in lists]  # (none: every track left out)
 
 
 def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str, str], builds: str,
@@ -444,6 +492,8 @@ def playlist_spec(rel_dir: str, good: list[str], sources: dict, dests: dict[str,
     entries = []
     for name in good:
         rel = _rel(rel_dir, name)
+        if rel not in dests:
+            continue  # left out of this profile
         entry = sources[rel]
         t = tags.tag_dict(entry["tags"])
         order = (number(t.get("DISCNUMBER", [])), number(t.get("TRACKNUMBER", [])), name)

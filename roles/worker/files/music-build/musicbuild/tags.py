@@ -404,6 +404,22 @@ WRITER_REVISIONS = {"id3v2.4": 2}
 WRITERS = {"id3v2.4": write_id3v24, "flac": write_flac, "opus": write_opus, "vorbis": write_vorbis}
 
 
-def write_tags(path: str, codec: str, pairs, art: Art | None) -> None:
-    """Replace every tag and picture of an output file with the source's."""
+def write_mp4(path: str, pairs, art: Art | None) -> None:
+    """MP4 (AAC): atoms as Picard writes them, covr, iTunSMPB (mp4tags.py, which uses this module)."""
+    from .mp4tags import write_mp4 as write
+
+    write(path, pairs, art)
+
+
+WRITERS["mp4"] = write_mp4
+
+
+def write_tags(path: str, codec: str, pairs, art: Art | None, id3: str | None = None) -> None:
+    """Replace every tag and picture of an output file with the source's. `id3`: the
+    profile's ID3 version for an ID3 codec ("2.3": id3v23.write_id3v23)."""
+    if id3 == "2.3" and CODEC_TABLE[codec]["tags"] == "id3v2.4":
+        from .id3v23 import write_id3v23
+
+        write_id3v23(path, pairs, art)
+        return
     WRITERS[CODEC_TABLE[codec]["tags"]](path, pairs, art)
