@@ -236,8 +236,9 @@ COMMON_FIELDS_DOC = {
                         "(ffmpeg) to the highest rate of their family (44.1 or 48 kHz) at or under it, or to the limit "
                         "itself when that family's rate is lower still (192 kHz under 44100 is 44100, 176.4 kHz under "
                         "48000 is 44100); sources at or under it pass unchanged", "-"),
-    "max_bit_depth": ("`16` or `24`, lossless codecs (`flac`): sources with more bits are reduced to it with "
-                      "triangular dither (ffmpeg); sources at or under it pass unchanged (bit-identical audio)", "-"),
+    "max_bit_depth": ("`16` or `24`: sources with more bits are reduced to it with triangular dither (ffmpeg), "
+                      "the output's depth for `flac`, the encoder's input for lossy codecs; sources at or under it "
+                      "pass unchanged (bit-identical audio)", "-"),
     "art": ("embed cover art", "`true`"),
     "art_max_size": ("longest side in pixels (16-8192); larger art is scaled down; 0 = as is", "0"),
     "fat32_names": ("`true` is `names: fat32` (kept as its alias)", "`false`"),
@@ -383,10 +384,6 @@ def _limit_fields(name, codec, profile) -> dict:
             continue
         if value not in allowed:
             raise ProfileError(name, field, f"{value} is not {what} this setting takes (one of {list(allowed)})")
-        if field == "max_bit_depth" and not CODEC_TABLE[codec].get("lossless"):
-            raise ProfileError(name, field, f"{codec} is lossy: its output has no bit depth (its decoder chooses one); "
-                                            "max_bit_depth applies to lossless codecs ("
-                                            + ", ".join(c for c, e in CODEC_TABLE.items() if e.get("lossless")) + ")")
         out[field] = value
     return out
 

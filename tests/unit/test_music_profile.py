@@ -28,8 +28,6 @@ def test_default_profiles_render(repo_root):
     ({"codec": "flac", "max_sample_rate": 500000}, "max_sample_rate", "out of range (8000-384000)"),
     ({"codec": "flac", "max_bit_depth": 20}, "max_bit_depth", "20 is not a bit depth"),
     ({"codec": "flac", "max_bit_depth": "sixteen"}, "max_bit_depth", "expected an integer"),
-    ({"codec": "mp3", "max_bit_depth": 16}, "max_bit_depth", "mp3 is lossy: its output has no bit depth"),
-    ({"codec": "aac", "max_bit_depth": 24}, "max_bit_depth", "applies to lossless codecs (flac)"),
     ({"codec": "opus", "bitrate": 700}, "bitrate", "700 is out of range (6-510)"),
     ({"codec": "opus", "bitrate": 2}, "bitrate", "out of range"),
     ({"codec": "mp3", "bitrate": 100}, "bitrate", "not an MP3 bitrate"),

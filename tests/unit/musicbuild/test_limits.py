@@ -230,3 +230,15 @@ def test_reducing_bits_dithers(tmp_path):
     level, nonzero = tone_level_db(out, 1000, 44100)
     assert nonzero > 44100 * 0.1, "dither noise"
     assert -102.5 < level < -97.5, f"the tone kept under the dither (level {level:.1f} dBFS)"
+
+
+@pytest.mark.parametrize("codec", ["mp3", "opus", "vorbis", "aac"])
+def test_a_lossy_codec_gets_its_input_reduced_with_dither(codec):
+    """max_bit_depth on a lossy codec: the encoder is given the source reduced to that depth
+    with dither (a portable player's profile of any codec takes the same limits)."""
+    plan = encode.plan_audio(codec, {"max_bit_depth": 16}, stream(48000, 2, 24), accepts=refuse)
+    assert plan.dither and plan.bits == 16
+    argv = plan.converter()
+    assert "osf=s16" in argv[argv.index("-af") + 1] and "dither_method=triangular" in argv[argv.index("-af") + 1]
+    assert "reduced 24-bit samples to 16 bits with dither (the profile's max_bit_depth: 16)" in plan.notes
+    assert encode.plan_audio(codec, {"max_bit_depth": 16}, stream(48000, 2, 16), accepts=refuse).converter() is None
