@@ -205,7 +205,9 @@ class Inventory:
 
 def import_inventory(inventory: Inventory, data: dict, source_hosts: set[str] | None = None) -> Inventory:
     """inventory_import with overwrite and overwrite_vars (awx/main/utils/mem_inventory.py
-    dict_to_mem_data, then the overwrite of what came from the source)."""
+    dict_to_mem_data, then the overwrite of what came from the source). Groups the source no
+    longer has are not kept here either: with no instance running, the source has no group
+    `aws`, so its group_vars (the connection) are not in the inventory a job gets."""
     data = json.loads(json.dumps(data))
     meta = data.pop("_meta", {})
     # overwrite: hosts and groups the source no longer has go; hand-added ones stay.
@@ -222,7 +224,9 @@ def import_inventory(inventory: Inventory, data: dict, source_hosts: set[str] | 
         hosts = value.get("hosts", [])
         hosts = list(hosts) if isinstance(hosts, (list, dict)) else []
         if name == "all":
-            inventory.variables = dict(value.get("vars") or {})   # overwrite_vars
+            # inventory_import._update_inventory merges the source's "all" vars into the
+            # inventory's variables (AWX 24.6, ansible/awx#11623), even with overwrite_vars.
+            inventory.variables.update(value.get("vars") or {})
             for host in hosts:
                 inventory.hosts.setdefault(host, {})
                 new_hosts.add(host)

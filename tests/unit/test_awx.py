@@ -424,14 +424,24 @@ def test_no_notification_by_default(rendered, config):
     assert rendered["notification"] == {} and rendered["notify_on_error"] == []
 
 
-@pytest.mark.parametrize("kind, extra", [
-    ("webhook", ["-e", "music_awx_notification_webhook_url=https://hooks.example.org/music"]),
-    ("email", ["-e", "music_awx_notification_type=email", "-e", "music_awx_notification_email_host=smtp.example.org",
-               "-e", "music_awx_notification_email_sender=awx@example.org",
-               "-e", '{"music_awx_notification_email_recipients": ["me@example.org"]}']),
-])
-def test_a_failure_notification_when_asked(tmp_path, kind, extra):
-    rendered = _render(tmp_path, "-e", "music_awx_notify_on_failure=true", *extra)
+NOTIFY = {
+    "webhook": ["-e", "music_awx_notification_webhook_url=https://hooks.example.org/music"],
+    "email": ["-e", "music_awx_notification_type=email", "-e", "music_awx_notification_email_host=smtp.example.org",
+              "-e", "music_awx_notification_email_sender=awx@example.org",
+              "-e", '{"music_awx_notification_email_recipients": ["me@example.org"]}'],
+}
+
+
+@pytest.fixture(scope="module")
+def notifying(tmp_path_factory) -> dict:
+    """The objects rendered with the notification on, one rendering per kind."""
+    return {kind: _render(tmp_path_factory.mktemp(kind), "-e", "music_awx_notify_on_failure=true", *extra)
+            for kind, extra in NOTIFY.items()}
+
+
+@pytest.mark.parametrize("kind", sorted(NOTIFY))
+def test_a_failure_notification_when_asked(notifying, kind):
+    rendered = notifying[kind]
     note = rendered["notification"]
     assert note["notification_type"] == kind
     required, known = NOTIFICATION_FIELDS[kind]
@@ -520,7 +530,7 @@ def test_the_workflows_pass_the_modules_validation(rendered):
 
 
 @pytest.mark.skipif(not AWX_COLLECTION.is_dir(), reason="awx.awx not unpacked (make setup)")
-def test_job_templates_schedules_and_notification_pass_the_modules_validation(rendered, tmp_path):
+def test_job_templates_schedules_and_notification_pass_the_modules_validation(rendered, notifying):
     spec = _argument_spec("job_template")
     for t in rendered["job_templates"]:
         _validate(spec, {
@@ -540,8 +550,8 @@ def test_job_templates_schedules_and_notification_pass_the_modules_validation(re
                              "unified_job_template": f"music {item['name']}", "rrule": item["schedule"]["rrule"],
                              "enabled": item["schedule"].get("enabled", True), "state": "present"})
     spec = _argument_spec("notification_template")
-    note = _render(tmp_path, "-e", "music_awx_notify_on_failure=true",
-                   "-e", "music_awx_notification_webhook_url=https://hooks.example.org/music")["notification"]
-    _validate(spec, {**note, "organization": "Default", "description": "x", "state": "present"})
+    for rendered_with in notifying.values():
+        note = rendered_with["notification"]
+        _validate(spec, {**note, "organization": "Default", "description": "x", "state": "present"})
     with pytest.raises(AssertionError):
         _validate(spec, {**note, "notification_type": "carrier-pigeon"})
