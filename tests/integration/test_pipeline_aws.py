@@ -61,7 +61,7 @@ def pipeline(moto_server):
         "Tags": [{"Key": "Project", "Value": "music"}, {"Key": "Role", "Value": "worker"},
                  {"Key": "Name", "Value": "music-worker-earlier"}]}])["Instances"][0]["InstanceId"]
     rec["stuck"] = stuck
-    rec["compile_capped"] = h.playbook(moto_server, "compile.yml", *AWS)
+    rec["compile_capped"] = h.playbook(moto_server, "compile.yml", *AWS, "-e", "music_worker_replace_stale=false")
     rec["capped_workers"] = [i["InstanceId"] for i in h.project_instances(ec2)
                              if h.tags(i).get("Role") == "worker"]
     ec2.terminate_instances(InstanceIds=[stuck])

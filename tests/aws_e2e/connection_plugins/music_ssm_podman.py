@@ -109,10 +109,15 @@ class Connection(ConnectionBase):
         if proc.returncode in (124, 137) and elapsed >= limit:
             self.close()
             raise SSMProcessManagerTimeOutFailure(f"EXEC command '{cmd}' timeout on host: {self.get_option('instance_id')}")
-        if proc.returncode == 125 or (proc.returncode != 0 and b"no such container" in proc.stderr.lower()):
-            self.close()
-            raise AnsibleConnectionFailure(
-                f"Session to {self.get_option('instance_id')} ended: {to_text(proc.stderr).strip()[-300:]}")
+        if proc.returncode != 0:
+            state = self._podman("inspect", "--format", "{{.State.Running}}", self._container_name())
+            if state.returncode != 0 or to_text(state.stdout).strip() != "true":
+                # The instance went away during the command (terminated, reclaimed, powered off):
+                # the session ends with it, as Session Manager's does.
+                self.close()
+                raise AnsibleConnectionFailure(
+                    f"The session to {self.get_option('instance_id')} ended: the instance is gone "
+                    f"({to_text(proc.stderr).strip()[-200:]})")
         return proc.returncode, proc.stdout, proc.stderr
 
     def put_file(self, in_path, out_path):
