@@ -219,17 +219,24 @@ def frames_digest(path: str, stream: StreamInfo | None = None) -> str:
     the frames: tags appended after them do not count)."""
     stream = stream or read_streaminfo(path)
     h = hashlib.sha1()
+    for chunk in _stream_bytes(path, stream, stream.frames_at):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def _stream_bytes(path: str, stream: StreamInfo, start: int):
+    """The bytes of `path` from `start` to the end of the FLAC frames (tags appended after them
+    left out), in chunks of at most 1 MiB."""
     with open(path, "rb") as fh:
         end = stream.frames_end if stream.frames_end is not None else fh.seek(0, io.SEEK_END)
-        fh.seek(stream.frames_at)
-        left = end - stream.frames_at
+        fh.seek(start)
+        left = end - start
         while left > 0:
             chunk = fh.read(min(left, 1 << 20))
             if not chunk:
                 break
-            h.update(chunk)
+            yield chunk
             left -= len(chunk)
-    return h.hexdigest()
 
 
 def start_decoder(path: str, stream: StreamInfo, args: list[str], stdout, stderr) -> subprocess.Popen:
@@ -244,16 +251,8 @@ def start_decoder(path: str, stream: StreamInfo, args: list[str], stdout, stderr
 
     def feed():
         try:
-            with open(path, "rb") as fh:
-                end = stream.frames_end if stream.frames_end is not None else fh.seek(0, io.SEEK_END)
-                fh.seek(stream.start)
-                left = end - stream.start
-                while left > 0:
-                    chunk = fh.read(min(left, 1 << 20))
-                    if not chunk:
-                        break
-                    proc.stdin.write(chunk)
-                    left -= len(chunk)
+            for chunk in _stream_bytes(path, stream, stream.start):
+                proc.stdin.write(chunk)
         except OSError:
             pass  # flac stopped reading (it failed, and says why), or the file went away
         finally:
