@@ -14,10 +14,10 @@ turned into what a v2.3 reader expects:
 """
 from __future__ import annotations
 
-from mutagen.id3 import APIC, ID3, TDAT, TIME, TORY, TXXX, TYER, ID3NoHeaderError, ID3TimeStamp, PictureType
+from mutagen.id3 import TDAT, TIME, TORY, TXXX, TYER, ID3TimeStamp
 
 from .art import Art
-from .tags import _keeping_empty, id3_frames
+from .tags import id3_frames, id3_tag
 
 # v2.4-only text frames id3_frames can make, as the TXXX a v2.3 tag carries them in.
 V24_ONLY_TXXX = {"TMOO": "MOOD", "TSST": "DISCSUBTITLE", "TDRL": "RELEASEDATE", "TDEN": "ENCODINGTIME",
@@ -83,17 +83,7 @@ def id3v23_frames(pairs) -> list:
 def write_id3v23(path: str, pairs, art: Art | None) -> None:
     """An ID3v2.3 tag (MP3): id3v23_frames, the picture as APIC, saved as v2.3 with the
     values of a frame joined by SEPARATOR; no ID3v1."""
-    try:
-        id3 = ID3(path)
-    except ID3NoHeaderError:
-        id3 = ID3()
-    id3.clear()
-    for frame in id3v23_frames(pairs):
-        id3.add(_keeping_empty(frame))
-    if art is not None:
-        desc = getattr(art, "desc", None)
-        id3.add(APIC(encoding=3, mime=art.mime, type=getattr(art, "type", PictureType.COVER_FRONT),
-                     desc="Cover" if desc is None else desc, data=art.data))
+    id3 = id3_tag(path, id3v23_frames(pairs), art)
     kept = [id3.pop(fid) for fid in KEPT_OFF_SPEC if fid in id3]
     id3.update_to_v23()
     for frame in kept:

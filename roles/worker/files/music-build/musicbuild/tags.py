@@ -340,18 +340,24 @@ def _keeping_empty(frame):
 def write_id3v24(path: str, pairs, art: Art | None) -> None:
     """ID3v2.4 frames (MP3): every Vorbis comment mapped by id3_frames, the picture as APIC
     (of its type, front cover unless the picture says otherwise)."""
+    id3_tag(path, id3_frames(pairs), art).save(path, v2_version=4, v1=0)
+
+
+def id3_tag(path: str, frames, art: Art | None) -> ID3:
+    """The file's ID3 tag (a new one if it has none) holding only `frames` and the picture as
+    APIC (of its type, front cover unless the picture says otherwise), not saved yet."""
     try:
         id3 = ID3(path)
     except ID3NoHeaderError:
         id3 = ID3()
     id3.clear()
-    for frame in id3_frames(pairs):
+    for frame in frames:
         id3.add(_keeping_empty(frame))
     if art is not None:
         desc = getattr(art, "desc", None)
         id3.add(APIC(encoding=3, mime=art.mime, type=getattr(art, "type", PictureType.COVER_FRONT),
                      desc="Cover" if desc is None else desc, data=art.data))
-    id3.save(path, v2_version=4, v1=0)
+    return id3
 
 
 def write_flac(path: str, pairs, art: Art | None) -> None:
