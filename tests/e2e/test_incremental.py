@@ -290,3 +290,57 @@ def test_a_killed_build_publishes_no_partial_file_and_the_next_build_encodes_onl
     assert rep["profiles"]["ogg"]["encoded"] == encoder_runs(lib["builds"], "ogg")
     assert len([f for f in files_under(lib["builds"] / "ogg") if f.endswith(".ogg")]) == total
     assert not list((lib["builds"] / ".music/tmp").iterdir())
+
+
+def test_a_profile_config_rewritten_within_the_second_of_the_last_build_is_still_seen(lib):
+    """tup sees a changed file by its ctime in whole seconds: a config the build read in one
+    second and rewritten within it looks unchanged to tup unless the build touches it later."""
+    first = lib["tracks"][0].relative_to(lib["src"])
+    variant = lib["builds"] / ".music/tup/van"
+    make_builder_dir(variant)
+    config = variant / "tup.config"
+
+    def van(id3: str) -> str:
+        return render_tup_config("van", {"codec": "mp3", "quality": 9, "id3": id3,
+                                         "include": {"paths": [str(first)]}})
+
+    write_as_builder(config, van("2.4"))
+    assert build(lib, only="van")["profiles"]["van"]["encoded"] == 1
+    out = next((lib["builds"] / "van").rglob("*.mp3"))
+    for attempt in range(8):
+        # Start a second, rewrite the config, build (a re-tag of one track), rewrite it again.
+        time.sleep(1.02 - time.time() % 1)
+        write_as_builder(config, van("2.3" if attempt % 2 == 0 else "2.4"))
+        second = os.stat(config).st_ctime_ns // 10**9
+        assert build(lib, only="van")["profiles"]["van"]["retagged"] == 1
+        wanted = "2.4" if attempt % 2 == 0 else "2.3"
+        write_as_builder(config, van(wanted))
+        if os.stat(config).st_ctime_ns // 10**9 == second:
+            break
+    else:
+        pytest.skip("each build took over a second: the same-second rewrite was not reached")
+    rep = build(lib, only="van")
+    assert rep["profiles"]["van"]["retagged"] == 1, rep["profiles"]["van"]
+    assert mutagen.id3.ID3(out).version[:2] == (2, int(wanted[-1]))
+
+
+def test_a_new_profile_left_half_set_up_by_a_failed_tup_run_is_set_up_again(lib):
+    """A tup run that set up a new variant and could not commit it (a full disk) leaves empty
+    folders in the variant, which tup then refuses: the build removes those empty folders,
+    and nothing else."""
+    variant = lib["builds"] / ".music/tup/late"
+    for folder in (variant, variant / "index", variant / "index/Old Album"):
+        make_builder_dir(folder)
+    write_as_builder(variant / "tup.config", render_tup_config("late", {"codec": "opus", "bitrate": 24}))
+    rep = build(lib, only="late")
+    assert rep["profiles"]["late"]["encoded"] == len(lib["tracks"])
+    # Not empty: not the build's to remove; tup's refusal is the build's one-line error.
+    other = lib["builds"] / ".music/tup/later"
+    for folder in (other, other / "notes"):
+        make_builder_dir(folder)
+    write_as_builder(other / "notes/mine.txt", "kept\n")
+    write_as_builder(other / "tup.config", render_tup_config("later", {"codec": "opus", "bitrate": 24}))
+    run = music_build(lib["src"], lib["builds"], only="later")
+    assert run.returncode == 1
+    assert "variant: later" in run.stderr.strip().splitlines()[-1]
+    assert (other / "notes/mine.txt").read_text() == "kept\n"

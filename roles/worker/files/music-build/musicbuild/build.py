@@ -8,7 +8,8 @@ Layout of the builds directory:
     <builds>/<profile>/...          what users read (served by rsync)
     <builds>/report.json            the last build's report
     <builds>/.music/tup/            tup's tree: Tupdefault.lua, index/, <profile>/tup.config
-    <builds>/.music/state, tmp, journal.jsonl, scan-cache.json, build.log, lock
+    <builds>/.music/state, tmp, journal.jsonl, scan-cache.json, configs.json (each
+                            profile config as the last build saw it), build.log, lock
     <builds>/.music/replaygain.json  ReplayGain measured for replaygain: compute (replaygain.py)
 """
 from __future__ import annotations
@@ -19,10 +20,12 @@ import datetime as dt
 import errno
 import json
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import sys
+import time
 
 from . import install, scan, service
 from .fsutil import describe, display, write_json
@@ -43,7 +46,8 @@ def say(msg: str) -> None:
     print(f"music-build: {msg}", flush=True)
 
 
-def read_profiles(tup_root: str) -> dict[str, dict]:
+def read_profiles(tup_root: str, texts: dict[str, str] | None = None) -> dict[str, dict]:
+    """Each profile's settings, read from its tup.config (and its text into `texts`)."""
     profiles = {}
     for name in sorted(os.listdir(tup_root)):
         config = os.path.join(tup_root, name, "tup.config")
@@ -60,7 +64,46 @@ def read_profiles(tup_root: str) -> dict[str, dict]:
             raise BuildError(f"{config} is not as this version of tup_profile renders it: run the compile "
                              "playbook (or the tup_profile module) to write it again")
         profiles[profile_name] = profile
+        if texts is not None:
+            texts[name] = text
     return profiles
+
+
+CONFIGS = "configs.json"
+
+
+def mark_changed_configs(tup_root: str, texts: dict[str, str]) -> None:
+    """Make sure tup sees every profile config whose text changed since the last build.
+
+    tup notices a changed file by its ctime in whole seconds: a config rewritten within the
+    second tup last saw it in looks unchanged, and the outputs would keep the old settings.
+    Each build records every config's digest and ctime; a changed text still in the recorded
+    second is touched again once that second is over (a wait of under a second, only then)."""
+    path = os.path.join(os.path.dirname(tup_root), CONFIGS)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            seen = json.load(fh)
+    except (OSError, ValueError):
+        seen = {}
+    record = {}
+    for name, text in texts.items():
+        config = os.path.join(tup_root, name, "tup.config")
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        ctime = os.stat(config).st_ctime_ns
+        before = seen.get(name) if isinstance(seen, dict) else None
+        if isinstance(before, dict) and before.get("digest") != digest and isinstance(before.get("ctime_ns"), int):
+            second = before["ctime_ns"] // 10**9
+            while ctime // 10**9 == second and time.time() < second + 3:
+                # File times trail time.time() by a clock tick: aim a little past the second.
+                time.sleep(max(0.0, second + 1.02 - time.time()))
+                try:
+                    os.utime(config)
+                    ctime = os.stat(config).st_ctime_ns
+                except OSError as exc:
+                    raise BuildError(f"{config} changed within the second of the last build and could not be "
+                                     f"touched for tup to see it ({describe(exc)}): run the build again") from None
+        record[name] = {"digest": digest, "ctime_ns": ctime}
+    write_json(path, record, indent=1)
 
 
 class GuardTripped(BuildError):
@@ -184,12 +227,14 @@ def check_overlap(sources: str, builds: str) -> None:
 
 def choose_profiles(tup_root: str, only: list[str] | None) -> tuple[dict[str, dict], list[str]]:
     """Every configured profile, and those this build brings up to date (--only)."""
-    profiles = read_profiles(tup_root)
+    texts: dict[str, str] = {}
+    profiles = read_profiles(tup_root, texts)
     if not profiles:
         raise BuildError(f"no profiles: no {tup_root}/<profile>/tup.config")
     unknown = sorted(set(only or []) - set(profiles))
     if unknown:
         raise BuildError(f"--only names {', '.join(unknown)}, not among the profiles ({', '.join(profiles)})")
+    mark_changed_configs(tup_root, texts)
     return profiles, [p for p in profiles if not only or p in only]
 
 

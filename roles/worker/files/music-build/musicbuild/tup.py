@@ -77,12 +77,53 @@ def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service
 
     Returns tup's exit code and, when tup could not write its database because the disk is
     full (tup may then even exit 0, having run nothing), that error: the build must not
+    report tracks as made.
+
+    A run of tup that set up a new variant and then could not commit it (a full disk) leaves
+    the variant's empty folders behind, and every later tup refuses the variant ("must only
+    contain a tup.config file"): those empty folders are removed and tup runs once more."""
+    cleared: set[str] = set()
+    while True:
+        rc, full, stale = _run_tup_once(tup_root, jobs, log_path, targets, service_name, pidfile)
+        # tup names one refused variant per run; each is cleared (of empty folders only) once.
+        fresh = [v for v in stale if v not in cleared]
+        if rc == 0 or full is not None or not fresh:
+            return rc, full
+        cleared.update(fresh)
+        if not all([clear_empty_folders(os.path.join(tup_root, v)) for v in fresh]):
+            return rc, full
+
+
+STALE_VARIANT = "remove the tup.config from this variant: "
+
+
+def clear_empty_folders(variant: str) -> bool:
+    """Remove the empty folders in a variant folder, deepest first; True when only its
+    tup.config is left (nothing else is ever removed)."""
+    for root, dirs, _files in os.walk(variant, topdown=False):
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, d))
+    try:
+        return os.listdir(variant) == ["tup.config"]
+    except OSError:
+        return False
+
+
+def _run_tup_once(tup_root: str, jobs: int, log_path: str, targets: list[str], service_name: str | None,
+                  pidfile: str) -> tuple[int, OSError | None, list[str]]:
+    """tup over the chosen variants (all when `targets` is empty), in a process group of its
+    own whose id is kept in `pidfile`: whatever ends this build (a signal, an error, SIGKILL
+    seen by the encode service, the next build finding the file) ends tup and every command.
+
+    Returns tup's exit code and, when tup could not write its database because the disk is
+    full (tup may then even exit 0, having run nothing), that error: the build must not
     report tracks as made."""
     init_tup(tup_root)
     bindir = os.path.dirname(HERE)  # the launchers sit beside the package
     env = {"PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/"),
            "MUSIC_ENCODE_SERVICE": service_name or ""}
-    full = None
+    full, stale = None, []
     log = open(log_path, "w", encoding="utf-8", buffering=1)  # line by line: a full disk shows at once
     try:
         proc = subprocess.Popen(["tup", "--keep-going", f"-j{jobs}", *targets], cwd=tup_root, env=env,
@@ -93,11 +134,15 @@ def run_tup(tup_root: str, jobs: int, log_path: str, targets: list[str], service
             for line in proc.stdout:
                 if any(sign in line for sign in DISK_FULL_SIGNS):
                     full = tup_full(tup_root)
+                if STALE_VARIANT in line:
+                    name = line.split(STALE_VARIANT, 1)[1].strip()
+                    if name and os.sep not in name and name not in (".", ".."):
+                        stale.append(name)
                 log = _log(log, line, log_path)
                 with contextlib.suppress(OSError):
                     sys.stdout.write(line)
                     sys.stdout.flush()
-            return proc.wait(), full
+            return proc.wait(), full, stale
         finally:
             if proc.poll() is None:
                 end_group(proc.pid)
