@@ -26,7 +26,11 @@ description:
   - A step running longer than O(timeout) is sent SIGTERM (its whole process group), then
     SIGKILL after O(kill_grace) seconds, and reported RV(timed_out).
   - The step's own success is not judged here (the caller does, from RV(exit_status)); this module
-    fails only when it cannot start or find the step.
+    fails only when it cannot start or find the step (or, see O(time_limit_extend), when re-arming
+    the host's time limit left it without one).
+  - With O(time_limit_extend), a host's time limit - the transient systemd timer O(time_limit_unit)
+    that powers it off, armed at boot by the launch template's user data - is pushed later while
+    the step makes progress; see O(time_limit_extend).
 version_added: "1.1.0"
 options:
   argv:
@@ -81,9 +85,36 @@ options:
     description: Remove the step's folder once it has finished and its result was returned.
     type: bool
     default: true
+  time_limit_extend:
+    description:
+      - Minutes; V(0) (the default) leaves the time limit alone.
+      - In a round where the step still runs, has made progress since the previous round, and
+        the timer O(time_limit_unit) would elapse within this many minutes, the timer is
+        re-armed to elapse this many minutes from now (when that gains at least a tenth of
+        them, so a host is not re-armed every round). A step whose progress stands still gets
+        no more time and meets its limit.
+      - Progress is the progress object (O(progress_file), O(progress_command)) differing from
+        the previous round's, leaving out the keys that only count time (C(line), C(elapsed),
+        C(eta), C(started)); an object with nothing else is compared by its C(line). A step
+        without progress is never extended. The last round's progress is kept in the step's
+        folder.
+      - The timer is re-armed as the user data arms it (C(systemd-run --unit=UNIT --on-boot=...),
+        the same command; boot-relative, so a C(daemon-reload) does not move it), by stopping it
+        and starting it again (systemd cannot change a transient timer in place). Only a timer
+        armed with C(--on-boot) is re-armed. When arming it later fails, its old time is armed
+        again (a warning); when that fails too, the round fails - the host has no limit then.
+      - With no such active timer on the host (a local run, a machine without systemd) nothing
+        happens, and no error.
+    type: int
+    default: 0
+  time_limit_unit:
+    description: The name of the time limit's timer and service (C(systemd-run --unit)), without a suffix.
+    type: str
+    default: music-time-limit
 notes:
   - In check mode a first round starts nothing (set C(check_mode=false) on the task for a
-    step that has a check mode of its own, such as a sync with C(--check)); later rounds only read.
+    step that has a check mode of its own, such as a sync with C(--check)); later rounds only read,
+    and the time limit is not extended (RV(time_limit.extended) stays false, RV(msg) says it would be).
 author:
   - music.profiles contributors (!UNKNOWN)
 """
@@ -98,6 +129,7 @@ EXAMPLES = r"""
     wait: 15
     timeout: 14400
     progress_file: /run/sync.json
+    time_limit_extend: 60  # while files keep arriving, the host's time limit stays an hour away
   loop: "{{ range((14400 / 15) | round(0, 'ceil') | int + 3) | list }}"
   loop_control:
     label: "{{ sync_watch.msg | default('') }}"
@@ -150,6 +182,24 @@ stderr:
   description: The end of the step's standard error (O(output_limit)), once it has finished.
   returned: when finished
   type: str
+time_limit:
+  description: The host's time limit (O(time_limit_unit)) in this round; looked at only while the step runs and O(time_limit_extend) is set.
+  returned: always
+  type: dict
+  contains:
+    found:
+      description: An active timer of that name, armed with C(--on-boot), is on the host.
+      type: bool
+    progressed:
+      description: The step's progress differs from the previous round's.
+      type: bool
+    extended:
+      description: The timer was re-armed to elapse O(time_limit_extend) minutes from now.
+      type: bool
+    elapses_in:
+      description: Seconds until the timer elapses (after an extension, the new time); null when there is no timer.
+      type: int
+  sample: {"found": true, "progressed": true, "extended": true, "elapses_in": 3600}
 """
 
 import json
@@ -160,6 +210,8 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.music.profiles.plugins.module_utils.time_limit import (
+    advanced, duration, exec_argv, on_boot_value, parse_show, plan_extension, progress_mark, timer_state)
 
 POLL = 0.2  # the longest pause between looks at the step; the first looks come sooner
 
@@ -277,6 +329,78 @@ def read_progress(module, path, command, started):
     return {}
 
 
+DEFAULT_LIMIT_COMMAND = ["/usr/bin/systemctl", "poweroff"]  # what the user data's timer runs
+NO_LIMIT = {"found": False, "progressed": False, "extended": False, "elapses_in": None}  # not looked at
+MARK = "progress-mark.json"  # in the step's folder: the last round's progress mark
+
+
+def _systemctl_show(module, systemctl, unit, *props):
+    args = [systemctl, "show", unit]
+    for prop in props:
+        args += ["-p", prop]
+    rc, out, _err = module.run_command(args)
+    return parse_show(out) if rc == 0 else {}
+
+
+def watch_time_limit(module, job, progress, extend_minutes, unit):
+    """Compare this round's progress with the last round's (kept in the step's folder) and,
+    when the step progressed and the host's time limit is near, re-arm it later. Returns the
+    RV(time_limit) dict, a note for the round's msg, and whether the timer was (in check
+    mode: would be) re-armed."""
+    limit = dict(NO_LIMIT)
+    if extend_minutes <= 0:
+        return limit, "", False
+    mark = progress_mark(progress)
+    previous = (_read_json(os.path.join(job, MARK)) or {}).get("mark")
+    limit["progressed"] = advanced(previous, mark)
+    if not module.check_mode and mark is not None:
+        try:
+            _write_json(os.path.join(job, MARK), {"mark": mark})
+        except OSError as exc:
+            module.warn("cannot keep the step's progress in %s: %s" % (job, exc))
+    systemctl = module.get_bin_path("systemctl")
+    systemd_run = module.get_bin_path("systemd-run")
+    if not systemctl or not systemd_run:
+        return limit, "", False  # no systemd here: no time limit to extend
+    unit = unit[:-len(".timer")] if unit.endswith(".timer") else unit
+    now = time.monotonic()  # CLOCK_MONOTONIC, as systemd's *Monotonic timestamps
+    state = timer_state(_systemctl_show(module, systemctl, unit + ".timer", "LoadState", "ActiveState",
+                                        "NextElapseUSecMonotonic", "TimersMonotonic"), now)
+    if not state["active"] or state["elapses_in"] is None or state["boot_base"] is None:
+        return limit, "", False  # no time limit of that form on this host (a local run)
+    limit["found"] = True
+    limit["elapses_in"] = int(state["elapses_in"])
+    new = plan_extension(state["elapses_in"], extend_minutes * 60, limit["progressed"])
+    if new is None:
+        return limit, "", False
+    if module.check_mode:
+        return limit, "; time limit would be extended to %s from now (check mode)" % duration(new), True
+    command = exec_argv(_systemctl_show(module, systemctl, unit + ".service", "ExecStart").get("ExecStart")) \
+        or DEFAULT_LIMIT_COMMAND
+    old_on_boot = on_boot_value(state["boot_base"], now, state["elapses_in"])
+    new_on_boot = on_boot_value(state["boot_base"], now, new)
+
+    def arm(on_boot):
+        return module.run_command([systemd_run, "--quiet", "--unit=" + unit, "--on-boot=%.3fs" % on_boot] + command)
+
+    rc, _out, err = module.run_command([systemctl, "stop", unit + ".timer"])
+    if rc != 0:
+        module.warn("time limit: cannot stop %s.timer to re-arm it (%s); it elapses as it was" % (unit, err.strip()))
+        return limit, "", False
+    rc, _out, err = arm(new_on_boot)
+    if rc != 0:
+        again, _out, err_again = arm(old_on_boot)
+        if again != 0:
+            module.fail_json(msg="time limit: %s.timer was stopped to re-arm it and could not be armed again "
+                                 "(%s; %s): the host has no time limit now" % (unit, err.strip(), err_again.strip()),
+                             time_limit=limit)
+        module.warn("time limit: could not re-arm %s.timer later (%s); it elapses as it was" % (unit, err.strip()))
+        return limit, "", False
+    limit["extended"] = True
+    limit["elapses_in"] = int(new)
+    return limit, "; time limit extended: powers off in %s unless extended again" % duration(new), True
+
+
 def _tail(path, limit):
     try:
         with open(path, "rb") as fh:
@@ -303,6 +427,8 @@ def main():
             progress_command=dict(type="list", elements="str"),
             output_limit=dict(type="int", default=100000),
             cleanup=dict(type="bool", default=True),
+            time_limit_extend=dict(type="int", default=0),
+            time_limit_unit=dict(type="str", default="music-time-limit"),
         ),
         mutually_exclusive=[("argv", "job"), ("progress_file", "progress_command")],
         required_one_of=[("argv", "job")],
@@ -310,7 +436,7 @@ def main():
     )
     p = module.params
     name = p["name"]
-    for option in ("wait", "timeout", "kill_grace", "output_limit"):
+    for option in ("wait", "timeout", "kill_grace", "output_limit", "time_limit_extend"):
         if p[option] < 0:
             module.fail_json(msg="%s: %s must be 0 or more (got %d)" % (name, option, p[option]))
     begin = time.time()
@@ -319,7 +445,7 @@ def main():
             module.fail_json(msg="%s: argv is empty" % name)
         if module.check_mode:
             module.exit_json(changed=False, finished=True, timed_out=False, job="", exit_status=None, stdout="", stderr="",
-                             progress={}, elapsed=0, msg="%s: not started (check mode)" % name)
+                             progress={}, elapsed=0, msg="%s: not started (check mode)" % name, time_limit=NO_LIMIT)
         try:
             job = start(p["job_root"], p["argv"], p["timeout"], p["kill_grace"])
         except OSError as exc:
@@ -328,7 +454,7 @@ def main():
         job = p["job"]
         if not os.path.isdir(job):
             module.fail_json(msg="%s: its folder %s is gone (the host restarted, or another run removed it)"
-                                 % (name, job), finished=True, timed_out=False, job=job)
+                                 % (name, job), finished=True, timed_out=False, job=job, time_limit=NO_LIMIT)
     result_path = os.path.join(job, "result.json")
     deadline = begin + p["wait"]
     outcome = _read_json(result_path)
@@ -344,8 +470,9 @@ def main():
         elapsed = int(time.time() - started)
         progress = read_progress(module, p["progress_file"], p["progress_command"], started)
         line = progress.get("line") or "running, %ds elapsed" % elapsed
-        module.exit_json(changed=False, finished=False, timed_out=False, job=job, progress=progress,
-                         elapsed=elapsed, msg="%s: %s" % (name, line))
+        limit, note, rearmed = watch_time_limit(module, job, progress, p["time_limit_extend"], p["time_limit_unit"])
+        module.exit_json(changed=rearmed, finished=False, timed_out=False, job=job, progress=progress,
+                         elapsed=elapsed, msg="%s: %s%s" % (name, line, note), time_limit=limit)
 
     progress = read_progress(module, p["progress_file"], None, 0)
     rc = outcome.get("rc")
@@ -360,7 +487,7 @@ def main():
     if p["cleanup"]:
         shutil.rmtree(job, ignore_errors=True)
     module.exit_json(changed=False, finished=True, timed_out=bool(outcome.get("timed_out")), job=job, exit_status=rc,
-                     stdout=stdout, stderr=stderr, progress=progress,
+                     stdout=stdout, stderr=stderr, progress=progress, time_limit=NO_LIMIT,
                      elapsed=int(outcome.get("ended", time.time()) - outcome.get("started", begin)), msg=msg)
 
 
