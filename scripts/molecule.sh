@@ -13,7 +13,7 @@ main() {
   cd "$(dirname "$0")/.."
   ROOT=$PWD
   export PATH="$ROOT/.venv/bin:$PATH"
-  ORDER="volume server worker volmgr pipeline"
+  ORDER="volume server worker volmgr"
   # What the scenarios share (driver, ansible.cfg, podman settings, test_sequence). molecule
   # finds it by itself in a git checkout; named here so that a copy without .git runs the same.
   BASE=.config/molecule/config.yml
