@@ -1,18 +1,25 @@
 """The AWS playbooks end to end with their host plays: moto for the API, a podman container
 for every instance, a loop-mounted image for every EBS volume (devkit/music_devkit/aws_hosts.py).
 
-One world for the module, in order: site.yml on a small library, a second compile with
-nothing changed, then a new album with a corrupt track: a worker killed in the middle of its
-build, and the compile after it, which resumes and fails the corrupt track alone.
+One world for the module, in order: site.yml on a small library (an rsync client pulls every
+profile); a second compile with nothing changed, run as AWX runs the `compile` job template,
+and a serve that keeps the server on its volume; then a new album with a corrupt track: a
+worker killed in the middle of its build, and the compile after it, which resumes and fails the
+corrupt track alone; last, a server that cannot serve, kept when it was already serving and
+terminated when this run launched it.
 """
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import time
 
+import mutagen
 import pytest
 
 from music_devkit import aws
+from music_devkit import awx_jobs as awx
 from music_devkit.aws_hosts import parse_run
 from music_devkit.library import make_library
 
@@ -55,7 +62,7 @@ def site(harness, library):
     return run
 
 
-def test_site_runs_through_with_host_plays(harness, site):
+def test_site_runs_through_with_host_plays(harness, site, library, tmp_path):
     ec2 = _ec2(harness)
     assert len(aws.project_snapshots(ec2, lineage="sources")) == 1
     assert len(aws.project_snapshots(ec2, lineage="builds")) == 1
@@ -67,10 +74,26 @@ def test_site_runs_through_with_host_plays(harness, site):
     ip = harness.hosts.container_ip(servers[0]["InstanceId"])
     modules = {line.split()[0] for line in _rsync(harness, ip) if line.strip()}
     assert set(PROFILES) <= modules, modules
+    # An rsync client pulls every profile: each holds every track of the library, under the
+    # tags of its source, and decodes.
+    want = sorted(_tags(p) for p in library.rglob("*.flac"))
     for profile in PROFILES:
-        audio = [line for line in _rsync(harness, ip, profile + "/")
-                 if line.rsplit(".", 1)[-1] in ("flac", "opus", "mp3")]
-        assert len(audio) == ALBUMS * TRACKS, (profile, audio)
+        pulled = tmp_path / profile
+        proc = subprocess.run(["rsync", "-rt", f"rsync://{ip}/{profile}/", f"{pulled}/"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        audio = sorted(p for p in pulled.rglob("*") if p.suffix in (".flac", ".opus", ".mp3"))
+        assert sorted(_tags(p) for p in audio) == want, profile
+        decoded = subprocess.run(["ffmpeg", "-v", "error", "-i", str(audio[0]), "-f", "null", "-"],
+                                 capture_output=True, text=True)
+        assert decoded.returncode == 0 and decoded.stderr == "", (audio[0], decoded.stderr)
+
+
+def _tags(path) -> tuple[str, ...]:
+    audio = mutagen.File(path, easy=True)
+    tags = [(audio.get(key) or [""])[0] for key in ("artist", "album", "title", "tracknumber")]
+    tags[3] = str(int(tags[3].split("/")[0] or 0))  # "3/12" and "03" are both track 3
+    return tuple(tags)
 
 
 def test_launched_hosts_get_the_ssm_agent_and_curl_from_user_data(harness, site):
@@ -107,16 +130,79 @@ def _image_files(harness, snapshot_id: str, folder: str) -> list[str]:
     return names
 
 
-def test_second_compile_with_nothing_changed(harness, site):
+def _extra_vars(args: list[str]) -> dict:
+    """The harness's -e arguments as the extra vars a user would give at launch."""
+    out: dict = {}
+    for flag, value in zip(args[::2], args[1::2]):
+        assert flag == "-e"
+        if value.startswith("{"):
+            out.update(json.loads(value))
+        else:
+            key, _, val = value.partition("=")
+            out[key] = val
+    return out
+
+
+def _compile_job(harness, base):
+    """The `compile` job template run as AWX runs it (devkit/music_devkit/awx_jobs.py): a
+    project sync, an inventory update of inventory/aws_ec2.yml into an executable inventory
+    script, the template's extra vars and survey defaults, AWX's environment and credential (no
+    region: every AWS call carries music_aws_region), ansible-runner with AWX's callback."""
+    rendered = awx.render_awx(base / "awx.json")
+    template = dict(next(t for t in rendered["job_templates"] if t["name"] == "compile"))
+    template["name"] = f"{rendered['names']['project']} compile"
+    template["extra_vars"] = {**rendered["common_extra_vars"], **template["extra_vars"]}
+    template["timeout"] = int(template["timeout_minutes"]) * 60
+    henv = harness.env()
+    keep = ("AWS_ENDPOINT_URL", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "ANSIBLE_CONNECTION_PLUGINS",
+            "ANSIBLE_PIPELINING", "MUSIC_E2E_PREFIX", "MUSIC_E2E_HOST_ENV")
+    task_env = {k: henv[k] for k in keep if k in henv}  # the harness's connection and hosts
+    credential = awx.credential_env("testing", "testing", "testing")
+    synced = base / "projects" / "music"
+    awx.copy_project(synced / "project")
+    awx.install_requirements_collections(synced / "requirements_collections")
+    update = base / "update"
+    shutil.copytree(synced, update, symlinks=True)
+    inventory = awx.import_inventory(awx.Inventory(), awx.inventory_update(
+        update, "inventory/aws_ec2.yml", rendered["inventory_source_vars"], credential,
+        {"AWS_ENDPOINT_URL": henv["AWS_ENDPOINT_URL"]}))
+    job_dir = base / "job"
+    shutil.copytree(synced, job_dir, symlinks=True)
+    return awx.run_job(job_dir, template, inventory, credential, extra_vars=_extra_vars(harness.extra_vars()),
+                       extra_env=task_env)
+
+
+def test_second_compile_with_nothing_changed_as_an_awx_job(harness, site, tmp_path):
+    """The second compile runs as AWX's `compile` job: its worker is reached through the
+    inventory AWX gives the job, the build's progress shows in the job's events, and with
+    nothing changed it takes no new snapshot."""
     ec2 = _ec2(harness)
     before = aws.project_snapshots(ec2, lineage="builds")
-    run = harness.playbook("compile.yml", "-e", "music_target=aws")
-    assert run.rc == 0, aws.summary(run)
+    job = _compile_job(harness, tmp_path)
+    assert job.status == "successful", job.summary() + "\n" + "\n".join(harness.hosts.log)
+    assert not job.failed_tasks(), job.summary()
     assert _running(harness, "worker") == []
+    # The worker's tasks ran on the worker (host events), and the build reported its progress.
+    hosts = {e["event_data"].get("host") for e in job.of_type("runner_on_ok")}
+    assert any(h and h.startswith("i-") for h in hosts), hosts
     # Nothing changed: no new builds snapshot (so the server keeps its volume), no worker left.
     assert aws.project_snapshots(ec2, lineage="builds") == before
-    assert "The build changed no output: no new builds snapshot" in run.stdout
+    assert "The build changed no output: no new builds snapshot" in job.stdout, job.stdout[-3000:]
     assert harness.hosts.running() == [s["InstanceId"] for s in _running(harness, "server")]
+    # ...so serving again keeps the server on the volume it has: nothing swapped, nothing new.
+    server = _running(harness, "server")[0]
+    volumes = _server_volumes(harness, server["InstanceId"])
+    run = harness.playbook("serve.yml", "-e", "music_target=aws")
+    assert run.rc == 0, aws.summary(run)
+    assert run.changed == 0, aws.summary(run)
+    assert _running(harness, "server")[0]["InstanceId"] == server["InstanceId"]
+    assert _server_volumes(harness, server["InstanceId"]) == volumes
+    assert len(_rsync(harness, harness.hosts.container_ip(server["InstanceId"]))) >= len(PROFILES)
+
+
+def _server_volumes(harness, instance_id: str) -> list[str]:
+    found = _ec2(harness).describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [instance_id]}])
+    return sorted(v["VolumeId"] for v in found["Volumes"])
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +259,26 @@ def test_worker_killed_mid_build_is_terminated_and_the_next_compile_resumes(harn
     built = _image_files(harness, builds[-1]["SnapshotId"], f"/phone/{grown}")
     assert len([n for n in built if n.endswith(".opus")]) == 6, built
     assert not any("Broken" in n for n in built), built
+
+
+def test_a_server_that_cannot_serve_ends_clean(harness, site):
+    """A failure on the server (here a port rsync cannot use) ends in the final controller step:
+    a server that was already serving is kept, serving what it had; a server this run launched
+    is terminated. Either way the play fails saying what went wrong."""
+    ec2 = _ec2(harness)
+    server = _running(harness, "server")[0]["InstanceId"]
+    run = harness.playbook("serve.yml", "-e", "music_target=aws", "-e", "server_port=70000")
+    assert run.rc != 0
+    msg = run.failure_messages()
+    assert f"Serving on {server} did not finish" in msg and "server_port" in msg, msg
+    assert "already running before this run and was kept" in msg, msg
+    assert [i["InstanceId"] for i in _running(harness, "server")] == [server]
+    assert len(_rsync(harness, harness.hosts.container_ip(server))) >= len(PROFILES)
+
+    ec2.terminate_instances(InstanceIds=[server])
+    run = harness.playbook("serve.yml", "-e", "music_target=aws", "-e", "server_port=70000")
+    assert run.rc != 0
+    msg = run.failure_messages()
+    assert "Serving on i-" in msg and "The server this run launched was terminated" in msg, msg
+    assert _running(harness, "server") == []
+    assert harness.hosts.running() == []
