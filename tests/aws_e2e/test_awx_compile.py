@@ -64,9 +64,9 @@ def test_the_compile_job_runs_its_host_plays_as_awx_runs_it(harness, tmp_path_fa
     henv = harness.env()
     keep = ("AWS_ENDPOINT_URL", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "ANSIBLE_CONNECTION_PLUGINS",
             "ANSIBLE_PIPELINING", "MUSIC_E2E_PREFIX", "MUSIC_E2E_HOST_ENV")
-    # The harness's own settings (its connection plugin, the hosts' environment) and the region
-    # AWX needs in Extra Environment Variables (docs/awx.md, "Jobs need a region").
-    task_env = {k: henv[k] for k in keep if k in henv} | {"AWS_DEFAULT_REGION": "eu-west-1"}
+    # The harness's own settings (its connection plugin, the hosts' environment); no region, as
+    # AWX's AWS credential gives none: every AWS call carries music_aws_region.
+    task_env = {k: henv[k] for k in keep if k in henv}
     credential = awx.credential_env("testing", "testing", "testing")
 
     synced = base / "projects" / "music"

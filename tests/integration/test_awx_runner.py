@@ -12,7 +12,9 @@ What the test adds, as a user would at launch: the AMI moto offers (music_ami_ow
 NAT gateway, and the control plane only -- music_aws_host_plays=false with the job limit
 localhost (moto's instances cannot be logged into; localhost is added to the AWX inventory by
 hand, as tests/integration's controller inventory does on the command line). AWS_ENDPOINT_URL
-points the jobs at moto (AWX's AWX_TASK_ENV setting would carry it). The compile template with
+points the jobs at moto (AWX's AWX_TASK_ENV setting would carry it). No job is given a region
+(AWX's AWS credential sets none, and this process's AWS_* variables are kept from the jobs):
+every AWS call of the playbooks and roles carries music_aws_region. The compile template with
 its host plays runs on the AWS harness in tests/aws_e2e/test_awx_compile.py.
 """
 from __future__ import annotations
@@ -36,13 +38,8 @@ TEST_VARS = {
     "music_ami_name": "al2023-ami-2023*-arm64",
     "music_nat_gateway": False,
 }
-CREDENTIAL = awx.credential_env("testing", "testing", "testing")
-# AWX's AWS credential sets no region, and amazon.aws.aws_caller_info ("Find the AWS account" in
-# roles/aws_context and roles/aws_provision) is called without one: every job fails there
-# ("You must specify a region") unless AWX's Extra Environment Variables (AWX_TASK_ENV) give
-# it. Until those tasks pass music_aws_region, the jobs run with that setting;
-# test_jobs_need_no_region_setting shows the failure and turns red once it is fixed.
-AWX_TASK_ENV = {"AWS_DEFAULT_REGION": "eu-west-1"}
+CREDENTIAL = awx.credential_env("testing", "testing", "testing")  # no region, as AWX's
+REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 class Awx:
@@ -85,14 +82,14 @@ class Awx:
         return data
 
     def launch(self, name: str, *, answers=None, workflow=None, extra_vars=None, limit="localhost",
-               extra_env=None, task_env=AWX_TASK_ENV, **kw) -> awx.Job:
+               extra_env=None, **kw) -> awx.Job:
         template = self.templates[name]
         self.update_inventory()
         moto_fixes.apply()
         job = awx.run_job(self._folder("job"), template, self.inventory, CREDENTIAL,
                           job_id=len(self.jobs) + 1, answers=answers, workflow=workflow, limit=limit,
                           extra_vars={**TEST_VARS, **(extra_vars or {})},
-                          extra_env={"AWS_ENDPOINT_URL": self.moto.url, **task_env, **(extra_env or {})}, **kw)
+                          extra_env={"AWS_ENDPOINT_URL": self.moto.url, **(extra_env or {})}, **kw)
         self.jobs.append(job)
         return job
 
@@ -131,6 +128,13 @@ def world(moto_server, tmp_path_factory):
     rec["after_teardown"] = h.project_instances(ec2)
     print("job seconds:", [(j.template, round(j.seconds, 1)) for j in a.jobs])
     return rec
+
+
+def _job_env(job: awx.Job) -> dict:
+    """The environment ansible-runner gave the job's ansible-playbook (artifacts/<ident>/command)."""
+    commands = list((job.private_data_dir / "artifacts").glob("*/command"))
+    assert len(commands) == 1, commands
+    return json.loads(commands[0].read_text())["env"]
 
 
 def _ok(job: awx.Job):
@@ -246,7 +250,22 @@ def test_without_the_script_inventory_plugin_every_job_fails_to_parse(world):
     assert "No inventory was parsed" in job.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="aws_caller_info is called without region (roles/aws_context, roles/aws_provision)")
-def test_jobs_need_no_region_setting(world):
-    job = world["awx"].launch("music provision", job_type="check", task_env={})
-    assert job.status == "successful", job.summary()
+def test_jobs_need_no_region_setting(world, monkeypatch, tmp_path):
+    """AWX's AWS credential sets no region and no job is given one: every AWS call carries
+    music_aws_region. This machine's own region (set here, as a shell may have it) and AWS
+    config file must not reach the job, as they would not reach a job in AWX's container."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    no_config = tmp_path / "aws_config"
+    no_config.write_text("")
+    job = world["awx"].launch("music provision", job_type="check", extra_env={"AWS_CONFIG_FILE": str(no_config)})
+    env = _job_env(job)
+    assert [k for k in REGION_VARIABLES if k in env] == [], {k: v for k, v in env.items() if k.startswith("AWS_")}
+    _ok(job)
+    # It got as far as the calls that failed without a region (the account lookup, IAM).
+    names = job.task_names()
+    assert "music.profiles.aws_provision : Find the AWS account" in names, names
+    assert "music.profiles.aws_provision : Create one IAM role and instance profile per host kind" in names, names
+    # Nor did any job of the recorded sequence get a region from its environment.
+    for ran in world["awx"].jobs:
+        assert [k for k in REGION_VARIABLES if k in _job_env(ran)] == [], ran.template

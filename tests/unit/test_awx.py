@@ -300,6 +300,45 @@ def test_playbooks_name_this_collections_roles_by_fqcn():
         assert not bare, f"{playbook.relative_to(ROOT)}: roles named without {COLLECTION}: {sorted(bare)}"
 
 
+
+AWS_MODULE = re.compile(r"^(amazon\.aws|community\.aws)\.\w+$|^music\.profiles\.ebs_snapshot_rotate$")
+REGION_OPTIONS = ("region", "aws_region", "ec2_region")
+
+
+def _aws_calls(node, defaults=(), where=""):
+    """(where, module, arguments, module_defaults in force) of every AWS module call under node."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from _aws_calls(item, defaults, f"{where}[{i}]")
+    elif isinstance(node, dict):
+        if isinstance(node.get("module_defaults"), dict):
+            defaults = (*defaults, node["module_defaults"])
+        name = node.get("name", where) if isinstance(node.get("name"), str) else where
+        for key, value in node.items():
+            if isinstance(key, str) and AWS_MODULE.match(key):
+                yield name, key, value if isinstance(value, dict) else {}, defaults
+            elif isinstance(value, (list, dict)):
+                yield from _aws_calls(value, defaults, name)
+
+
+def test_every_aws_call_carries_the_region():
+    """AWX's AWS credential sets no region: a call that leaves it to the environment fails in
+    an AWX job ("You must specify a region"). Every AWS module call in the roles and playbooks
+    passes one (a role's region variable, music_aws_region), never omitted."""
+    files = sorted([*(ROOT / "roles").glob("*/tasks/*.yml"), *(ROOT / "roles").glob("*/handlers/*.yml"),
+                    *(ROOT / "playbooks").rglob("*.yml")])
+    missing, calls = [], 0
+    for path in files:
+        for where, module, args, defaults in _aws_calls(_yaml(path)):
+            calls += 1
+            given = [args[k] for k in REGION_OPTIONS if k in args]
+            given += [d[g][k] for d in defaults for g in d if g in (module, "group/amazon.aws.aws", "group/aws")
+                      and isinstance(d[g], dict) for k in REGION_OPTIONS if k in d[g]]
+            if not given or any("omit" in str(v) or not str(v).strip() for v in given):
+                missing.append(f"{path.relative_to(ROOT)}: {where} ({module})")
+    assert calls > 50, calls
+    assert not missing, "AWS calls without an explicit region:\n" + "\n".join(missing)
+
 # --- timeouts, prompts, simultaneous runs, inventory updates ----------------------------------
 
 def _task(module: str) -> dict:
