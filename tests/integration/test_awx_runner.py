@@ -15,7 +15,7 @@ hand, as tests/integration's controller inventory does on the command line). AWS
 points the jobs at moto (AWX's AWX_TASK_ENV setting would carry it). No job is given a region
 (AWX's AWS credential sets none, and this process's AWS_* variables are kept from the jobs):
 every AWS call of the playbooks and roles carries music_aws_region. The compile template with
-its host plays runs on the AWS harness in tests/aws_e2e/test_awx_compile.py.
+its host plays runs on the AWS harness in tests/aws_e2e/test_aws_e2e.py (its second compile).
 """
 from __future__ import annotations
 
