@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
+from pathlib import Path
 
 import mutagen
 import pytest
@@ -24,6 +26,7 @@ from music_devkit.aws_hosts import parse_run
 from music_devkit.library import make_library
 
 SOURCES_BUCKET = "music-sources-123456789012"  # moto's account
+ROOT_TMP = Path(__file__).resolve().parents[2] / ".tmp" / "aws-e2e"  # runs kept for reading
 
 pytestmark = pytest.mark.slow
 
@@ -172,6 +175,14 @@ def _compile_job(harness, base):
                        extra_env=task_env)
 
 
+def _image_text(harness, snapshot_id: str, path: str) -> str:
+    """A file of a snapshot, read from its image (debugfs, nothing mounted)."""
+    img = harness.hosts.snapshot_image(snapshot_id)
+    proc = subprocess.run(["debugfs", "-R", f'cat "{path}"', str(img)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout, proc.stderr
+    return proc.stdout
+
+
 def test_second_compile_with_nothing_changed_as_an_awx_job(harness, site, tmp_path):
     """The second compile runs as AWX's `compile` job: its worker is reached through the
     inventory AWX gives the job, the build's progress shows in the job's events, and with
@@ -209,7 +220,7 @@ def _server_volumes(harness, instance_id: str) -> list[str]:
 def grown(harness, site, tmp_path_factory):
     """A new album and a corrupt track in the bucket, synced onto a new sources snapshot."""
     root = tmp_path_factory.mktemp("more")
-    make_library(str(root), albums=1, tracks=6, seconds=20.0)
+    make_library(str(root), albums=1, tracks=6, seconds=120.0)
     album = next(p for p in root.rglob("*.flac")).parent
     new_album = "Late Additions"
     s3 = harness.moto.client("s3")
@@ -222,34 +233,62 @@ def grown(harness, site, tmp_path_factory):
     return new_album
 
 
+def _checkpoints(harness) -> list[dict]:
+    return aws.project_snapshots(_ec2(harness), lineage="builds-checkpoint")
+
+
 def test_worker_killed_mid_build_is_terminated_and_the_next_compile_resumes(harness, grown):
+    """A compile taking checkpoints (every 3 s here) loses its worker mid-build, after a
+    checkpoint that holds outputs: the play fails saying so, snapshots nothing and leaves no
+    worker; the next compile resumes from that checkpoint and builds only what is missing."""
     ec2 = _ec2(harness)
     builds_before = aws.project_snapshots(ec2, lineage="builds")
-    proc = harness.playbook("compile.yml", "-e", "music_target=aws", background=True)
-    killed = None
+    # One encoder at a time: a build long enough to be caught between a checkpoint and its end.
+    proc = harness.playbook("compile.yml", "-e", "music_target=aws", "-e", "music_checkpoint_minutes=0.05",
+                            "-e", "worker_progress_interval=2", "-e", "worker_jobs=1", background=True)
+    # The playbook's output is read all along (a full pipe would stop it).
+    output: dict = {}
+    reader = threading.Thread(target=lambda: output.update(zip(("out", "err"), proc.communicate())))
+    reader.start()
+    killed = checkpoint = outputs_seen = None
+    count = (f"find /srv/music/builds/flac /srv/music/builds/phone /srv/music/builds/car -path '*{grown}*' "
+             "-type f -name '*.*' | wc -l")
     deadline = time.monotonic() + 600
-    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+    while killed is None and reader.is_alive() and time.monotonic() < deadline:
         for worker in _running(harness, "worker"):
-            found = harness.hosts.exec(worker["InstanceId"], "pgrep", "-f", "music-build --sources", check=False)
-            if found.returncode == 0:
+            wid = worker["InstanceId"]
+            if harness.hosts.exec(wid, "pgrep", "-f", "music-build --sources", check=False).returncode != 0:
+                continue
+            if outputs_seen is None:
+                made = harness.hosts.exec(wid, "sh", "-c", count, check=False).stdout.strip()
+                if made.isdigit() and int(made) >= 1:
+                    outputs_seen = time.time()
+                continue
+            later = [c for c in _checkpoints(harness) if c["StartTime"].timestamp() > outputs_seen]
+            if later:
                 # What a spot reclaim or the time limit does: the instance goes, volumes and all.
-                ec2.terminate_instances(InstanceIds=[worker["InstanceId"]])
-                killed = worker["InstanceId"]
+                ec2.terminate_instances(InstanceIds=[wid])
+                killed, checkpoint = wid, later[-1]["SnapshotId"]
         time.sleep(0.3)
-    out, err = proc.communicate(timeout=600)
-    run = parse_run(proc.returncode, out, err)
-    assert killed, "the build never started: " + aws.summary(run)
+    reader.join(timeout=600)
+    run = parse_run(proc.returncode, output.get("out", ""), output.get("err", ""))
+    (ROOT_TMP / "compile-killed.out").write_text(run.stdout + "\n--- stderr ---\n" + run.stderr)
+    assert killed, "no checkpoint with outputs while the build ran: " + aws.summary(run)
     assert run.rc != 0
     msg = run.failure_messages()
     assert f"The compile on {killed} did not finish cleanly" in msg and "stopped answering" in msg, msg
-    assert "No snapshot was taken" in msg
+    assert "No snapshot was taken" in msg and "or checkpoint" in msg
+    assert checkpoint in [c["SnapshotId"] for c in _checkpoints(harness)]  # kept for the next run
     assert aws.project_snapshots(ec2, lineage="builds") == builds_before
     assert _running(harness, "worker") == [] and killed not in harness.hosts.running()
 
-    # The next compile starts from the last good builds snapshot and builds what is missing;
-    # the corrupt track fails alone: its good outputs are snapshotted, the worker terminated.
+    # The next compile starts from the checkpoint and builds what is missing; the corrupt
+    # track fails alone: its good outputs are snapshotted, the worker terminated, and the
+    # checkpoints go once that snapshot has completed.
     run = harness.playbook("compile.yml", "-e", "music_target=aws")
     assert run.rc != 0
+    assert checkpoint in run.stdout, "the compile did not start from the checkpoint " + checkpoint
+    assert _checkpoints(harness) == []
     msg = run.failure_messages()
     assert "99 Broken.flac" in msg and "did not finish cleanly" in msg, msg
     assert "snapshotted with the outputs that were built" in msg, msg
@@ -259,6 +298,10 @@ def test_worker_killed_mid_build_is_terminated_and_the_next_compile_resumes(harn
     built = _image_files(harness, builds[-1]["SnapshotId"], f"/phone/{grown}")
     assert len([n for n in built if n.endswith(".opus")]) == 6, built
     assert not any("Broken" in n for n in built), built
+    # Only what the checkpoint did not hold was encoded (6 tracks into 3 profiles at most).
+    report = _image_text(harness, builds[-1]["SnapshotId"], "/report.json")
+    encoded = sum(p["encoded"] for p in json.loads(report)["profiles"].values())
+    assert 0 < encoded < 6 * len(PROFILES), report[:2000]
 
 
 def test_a_server_that_cannot_serve_ends_clean(harness, site):
