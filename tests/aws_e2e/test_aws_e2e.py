@@ -2,7 +2,7 @@
 for every instance, a loop-mounted image for every EBS volume (devkit/music_devkit/aws_hosts.py).
 
 One world for the module, in order: site.yml on a small library (an rsync client pulls every
-profile); a second compile with nothing changed, run as AWX runs the `compile` job template,
+profile); a sync with nothing new; a second compile with nothing changed, run as AWX runs the `compile` job template,
 and a serve that keeps the server on its volume; then a new album with a corrupt track: a
 worker killed in the middle of its build, and the compile after it, which resumes and fails the
 corrupt track alone; last, a server that cannot serve, kept when it was already serving and
@@ -181,6 +181,16 @@ def _image_text(harness, snapshot_id: str, path: str) -> str:
     proc = subprocess.run(["debugfs", "-R", f'cat "{path}"', str(img)], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout, proc.stderr
     return proc.stdout
+
+
+def test_a_sync_with_nothing_new_takes_no_snapshot(harness, site):
+    ec2 = _ec2(harness)
+    before = aws.project_snapshots(ec2, lineage="sources")
+    run = harness.playbook("sources.yml")
+    assert run.rc == 0, aws.summary(run)
+    assert "The sync changed nothing: no new sources snapshot" in run.stdout
+    assert aws.project_snapshots(ec2, lineage="sources") == before
+    assert _running(harness, "volmgr") == []
 
 
 def test_second_compile_with_nothing_changed_as_an_awx_job(harness, site, tmp_path):
