@@ -46,6 +46,9 @@ def pipeline(moto_server):
     # Compile before any sources snapshot: refused, nothing launched.
     rec["compile_early"] = h.playbook(moto_server, "compile.yml", *AWS)
     rec["compile_early_instances"] = h.project_instances(ec2)
+    # A checkpoint interval that is not a number: refused before anything is looked up or launched.
+    rec["compile_bad_checkpoint"] = h.playbook(moto_server, "compile.yml", *AWS, "-e", "music_checkpoint_minutes=soon")
+    rec["compile_bad_checkpoint_instances"] = h.project_instances(ec2)
 
     rec["sources"] = h.playbook(moto_server, "sources.yml")
     rec["after_sources"] = {
@@ -98,6 +101,13 @@ def test_compile_needs_a_sources_snapshot(pipeline):
     assert run.rc != 0
     assert "Lineage=sources" in run.failure_messages() and "sources.yml" in run.failure_messages()
     assert pipeline["compile_early_instances"] == []
+
+
+def test_a_bad_checkpoint_interval_is_refused_naming_it(pipeline):
+    run = pipeline["compile_bad_checkpoint"]
+    assert run.rc != 0
+    assert "music_checkpoint_minutes must be a number of minutes" in run.failure_messages(), h.summary(run)
+    assert pipeline["compile_bad_checkpoint_instances"] == []
 
 
 def test_check_mode_launches_nothing(pipeline):
